@@ -1,0 +1,57 @@
+"""The Vonage SMS connector for MoEngage: `create_app()` builds the Flask app."""
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .config import load_settings
+from .errors import Failure
+from .services import build_services
+
+MAX_BODY = 1024 * 1024  # contract: a send body over 1 MiB is a 413
+
+
+def create_app(config=None):
+    """Build the app from the environment; `config` (a dict of Settings fields) overrides it."""
+    settings = load_settings(config)
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.sort_keys = False
+    app.extensions["connector"] = build_services(settings)
+
+    from . import dispatch, health
+    app.register_blueprint(dispatch.bp)
+    app.register_blueprint(health.bp)
+    register_error_handlers(app)
+
+    log = logging.getLogger("connector")
+    for problem in settings.problems():
+        log.error("configuration: %s", problem)
+    if settings.vonage_timeout >= 5:
+        log.warning("configuration: VONAGE_TIMEOUT=%g leaves no margin in MoEngage's 5 s "
+                    "wait; keep it under 5", settings.vonage_timeout)
+    return app
+
+
+def configure_logging(level):
+    """One line per event on stderr, where a PaaS collects it."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("connector").setLevel(level)
+
+
+def register_error_handlers(app):
+    """Every error is JSON `{"status": "failed", "error": ...}`, never an HTML page."""
+    @app.errorhandler(Failure)
+    def failure(exc):
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return jsonify(exc.answer()), exc.status, headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        reason = exc.description
+        if exc.code == 413:
+            reason = f"the body is over {MAX_BODY // 1024} KiB"
+        return jsonify({"status": "failed", "error": reason}), exc.code

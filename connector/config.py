@@ -1,0 +1,111 @@
+"""Every setting in one place: environment (and `.env`) -> a typed, validated Settings."""
+import os
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+DEFAULT_OPT_OUT = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT"
+DEFAULT_OPT_IN = "START,YES,UNSTOP"
+
+
+def _words(value):
+    return tuple(w.strip().upper() for w in value.split(",") if w.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    moengage_delivery_url: str = ""
+    vonage_signature_secrets: tuple = ()
+    vonage_api_url: str = "https://api.nexmo.com"
+    vonage_from: str = ""
+    moengage_workspace_id: str = ""
+    moengage_data_api_key: str = ""
+    moengage_api_url: str = ""
+    send_dedupe_seconds: float = 60.0
+    vonage_timeout: float = 4.0
+    vonage_max_rps: float = 0.0
+    moengage_timeout: float = 5.0
+    public_url: str = ""
+    database_path: str = "connector.db"
+    database_url: str = ""
+    opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
+    opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
+    log_level: str = "INFO"
+    threads: int = 32  # GUNICORN_THREADS: sizes the HTTP connection pools
+
+    @property
+    def data_api_enabled(self):
+        return bool(self.moengage_workspace_id and self.moengage_data_api_key)
+
+    @property
+    def data_api_base(self):
+        """The Data API host: set explicitly, or the delivery URL's scheme and host."""
+        if self.moengage_api_url:
+            return self.moengage_api_url.rstrip("/")
+        parts = urlsplit(self.moengage_delivery_url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+    @property
+    def status_webhook_url(self):
+        return f"{self.public_url.rstrip('/')}/webhooks/status" if self.public_url else ""
+
+    def problems(self):
+        """What stops the connector from working, each with its fix (never a secret's value)."""
+        found = []
+        if not self.moengage_delivery_url:
+            found.append("MOENGAGE_DELIVERY_URL is not set: copy the SMS delivery tracking URL "
+                         "from MoEngage (Settings > Channels > SMS > your sender) into it")
+        elif urlsplit(self.moengage_delivery_url).scheme not in ("http", "https"):
+            found.append("MOENGAGE_DELIVERY_URL must be an http(s) URL")
+        if not self.vonage_signature_secrets:
+            found.append("VONAGE_SIGNATURE_SECRET is not set: copy the signature secret from the "
+                         "Vonage Dashboard (Settings > Signed webhooks)")
+        return found
+
+
+_ENV = {
+    "moengage_delivery_url": ("MOENGAGE_DELIVERY_URL", str),
+    "vonage_signature_secrets": ("VONAGE_SIGNATURE_SECRET",
+                                 lambda v: tuple(s.strip() for s in v.split(",") if s.strip())),
+    "vonage_api_url": ("VONAGE_API_URL", lambda v: v.rstrip("/")),
+    "vonage_from": ("VONAGE_FROM", str),
+    "moengage_workspace_id": ("MOENGAGE_WORKSPACE_ID", str),
+    "moengage_data_api_key": ("MOENGAGE_DATA_API_KEY", str),
+    "moengage_api_url": ("MOENGAGE_API_URL", str),
+    "send_dedupe_seconds": ("SEND_DEDUPE_SECONDS", float),
+    "vonage_timeout": ("VONAGE_TIMEOUT", float),
+    "vonage_max_rps": ("VONAGE_MAX_RPS", float),
+    "moengage_timeout": ("MOENGAGE_TIMEOUT", float),
+    "public_url": ("PUBLIC_URL", str),
+    "database_path": ("DATABASE_PATH", str),
+    "database_url": ("DATABASE_URL", str),
+    "opt_out_keywords": ("OPT_OUT_KEYWORDS", _words),
+    "opt_in_keywords": ("OPT_IN_KEYWORDS", _words),
+    "log_level": ("LOG_LEVEL", lambda v: v.upper()),
+    "threads": ("GUNICORN_THREADS", int),
+}
+
+
+def load_settings(overrides=None, environ=None):
+    """Read the environment (after `.env`), then apply `overrides` (a dict of field names).
+
+    A malformed number raises ValueError naming the variable, so a typo fails loudly at start.
+    """
+    if environ is None:
+        load_dotenv()
+        environ = os.environ
+    values = {}
+    for name, (var, parse) in _ENV.items():
+        raw = environ.get(var, "").strip()
+        if raw:
+            try:
+                values[name] = parse(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a valid value") from None
+    values.update(overrides or {})
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    return Settings(**values)

@@ -1,0 +1,45 @@
+"""Route: MoEngage's send, `POST /` and `POST /webhooks/message-dispatcher`."""
+import json
+
+from flask import Blueprint, after_this_request, jsonify, request
+
+from . import outbox, sending
+from .errors import Failure
+from .services import services
+
+bp = Blueprint("dispatch", __name__)
+
+
+@bp.post("/")
+@bp.post("/webhooks/message-dispatcher")
+def dispatch():
+    ctx = services()
+    api_key, api_secret = sending.parse_credentials(request.headers.get("Authorization"))
+    req = sending.parse_send(read_body(), ctx.settings.vonage_from)
+    result = sending.send(ctx, req, api_key, api_secret)
+    if result.events:
+        push_after_response(ctx, result.events)
+    return jsonify(result.answer), result.status, result.headers
+
+
+def read_body():
+    """The body as a dict: form fields, or a JSON object (whatever the Content-Type says,
+    since MoEngage's Raw body type may send JSON without it)."""
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.to_dict()
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Failure(400, "the body must be a JSON object (or form fields)") from None
+    if not isinstance(body, dict):
+        raise Failure(400, "the body must be a JSON object")
+    return body
+
+
+def push_after_response(ctx, event_ids):
+    """Forward queued events once the answer is on its way, so the send is not slowed."""
+    @after_this_request
+    def schedule(response):
+        response.call_on_close(lambda: outbox.push(ctx, event_ids))
+        return response

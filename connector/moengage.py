@@ -1,0 +1,65 @@
+"""MoEngage clients: post an event to the delivery tracking URL, write a subscription change
+with the Data API's Track User. Each says only whether MoEngage accepted; knows no Flask."""
+import logging
+import os
+import threading
+
+import requests
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 3.05
+
+
+class NotAccepted(Exception):
+    """MoEngage did not answer 2xx in time; the event stays pending."""
+
+
+class MoEngageClient:
+    def __init__(self, delivery_url, data_api_base, workspace_id, data_api_key, timeout,
+                 pool_size=10):
+        self.delivery_url = delivery_url
+        self.track_user_url = f"{data_api_base}/v1/customer/{workspace_id}"
+        self.data_api_auth = (workspace_id, data_api_key)
+        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.pool_size = pool_size
+        self._session, self._pid = None, None
+        self._lock = threading.Lock()
+
+    def _http(self):
+        if self._pid != os.getpid():  # never share sockets across gunicorn's fork
+            with self._lock:
+                if self._pid != os.getpid():
+                    session = requests.Session()
+                    adapter = HTTPAdapter(pool_maxsize=self.pool_size, max_retries=0)
+                    session.mount("https://", adapter)
+                    session.mount("http://", adapter)
+                    self._session, self._pid = session, os.getpid()
+        return self._session
+
+    def _post(self, url, payload, auth=None):
+        # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
+        try:
+            response = self._http().post(url, json=payload, auth=auth, timeout=self.timeout,
+                                         allow_redirects=False)
+        except requests.RequestException as exc:
+            raise NotAccepted(f"no answer from MoEngage ({type(exc).__name__})") from None
+        if not 200 <= response.status_code < 300:
+            raise NotAccepted(f"MoEngage answered {response.status_code}")
+        return response.status_code
+
+    def post_event(self, payload):
+        """POST one event to the delivery tracking URL, exactly as configured (query included)."""
+        return self._post(self.delivery_url, payload)
+
+    def track_user(self, customer_id, subscription):
+        """Set the user's `moe_sms_subscription` (OPTOUT / OPTIN) with Track User."""
+        body = {"type": "customer", "customer_id": customer_id,
+                "attributes": {"moe_sms_subscription": subscription}}
+        return self._post(self.track_user_url, body, auth=self.data_api_auth)
+
+    def deliver(self, event):
+        """Send one outbox event where its target says; raise NotAccepted on failure."""
+        if event.target == "data_api":
+            return self.track_user(event.payload["customer_id"], event.payload["subscription"])
+        return self.post_event(event.payload)

@@ -1,0 +1,174 @@
+"""The send: MoEngage's request in, one Vonage call at most, MoEngage's answer out.
+
+Plain functions, no Flask: parse and check the request, claim its idempotency key, send,
+record the answer so a retry or an identical send gets it without a second SMS.
+"""
+import hashlib
+import json
+import logging
+import time
+from collections import namedtuple
+from dataclasses import dataclass
+
+from . import phone
+from .errors import Failure
+from .vonage import build_message
+
+log = logging.getLogger(__name__)
+MAX_TEXT = 3200
+MAX_CLIENT_REF = 100
+POLL_SECONDS = 0.02
+STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its worker
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    to: str
+    text: str
+    sender: str
+    client_ref: str = None
+    campaign_id: str = None
+    customer_id: str = None
+    template_id: str = None
+    entity_id: str = None
+
+
+Result = namedtuple("Result", "status answer headers events")  # events: outbox ids to push
+
+
+def parse_credentials(header):
+    """(api_key, api_secret) from `Authorization: Custom key:secret`, split at the first colon."""
+    scheme, _, value = (header or "").strip().partition(" ")
+    key, colon, secret = value.strip().partition(":")
+    if scheme.lower() != "custom" or not colon or not key or not secret:
+        raise Failure(401, "Authorization must be `Custom <Vonage API key>:<Vonage API secret>`")
+    if not (key + secret).isascii() or not (key + secret).isprintable() or len(value) > 512:
+        raise Failure(401, "the Vonage API key and secret must be printable ASCII")
+    return key, secret
+
+
+def _optional(body, name, limit=None):
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Failure(400, f"`{name}` must be a string")
+    value = str(value).strip()
+    if limit and len(value) > limit:
+        raise Failure(400, f"`{name}` must be at most {limit} characters")
+    return value or None
+
+
+def parse_send(body, default_sender):
+    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong."""
+    if "to" not in body or body["to"] in (None, ""):
+        raise Failure(400, "`to` is required")
+    try:
+        to = phone.normalise(body["to"])
+    except ValueError as exc:
+        raise Failure(400, str(exc)) from None
+    text = body.get("text")
+    if not isinstance(text, str) or not text:
+        raise Failure(400, "`text` is required and must be a non-empty string")
+    if len(text) > MAX_TEXT:
+        raise Failure(400, f"`text` is {len(text)} characters; Vonage takes at most {MAX_TEXT}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Failure(400, "`text` is not valid Unicode (it holds a lone surrogate)") from None
+    sender = _optional(body, "from", 50) or default_sender
+    if not sender:
+        raise Failure(400, "no sender: give `from` in the body or set VONAGE_FROM")
+    return SendRequest(
+        to=to, text=text, sender=sender,
+        client_ref=_optional(body, "client_ref", MAX_CLIENT_REF),
+        campaign_id=_optional(body, "campaign_id", 500),
+        customer_id=_optional(body, "customer_id", 500),
+        template_id=_optional(body, "template_id", 100),
+        entity_id=_optional(body, "entity_id", 100))
+
+
+def idempotency_key(api_key, req, dedupe_seconds):
+    """(key, window): a client_ref is a key for good; otherwise an identical send (API key,
+    sender, recipient, text, campaign) is one inside the dedupe window. Keys are hashed so
+    the store never holds the API key."""
+    if req.client_ref:
+        parts, window = ["ref", api_key, req.client_ref], None
+    elif dedupe_seconds > 0:
+        parts, window = ["dup", api_key, req.sender, req.to, req.text, req.campaign_id], dedupe_seconds
+    else:
+        return None, None
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return f"{parts[0]}:{digest}", window
+
+
+def success(message_uuid):
+    return {"trackingId": message_uuid, "status": "sent"}
+
+
+def send(services, req, api_key, api_secret):
+    """Answer one MoEngage send. Never sends twice for a retried or identical request; the
+    whole answer fits in VONAGE_TIMEOUT. `events` are opt-out syncs the send made due."""
+    settings, store = services.settings, services.store
+    started = time.monotonic()
+    now = time.time()
+    log.info("send received to=%s campaign=%s client_ref=%s", phone.mask(req.to),
+             req.campaign_id, req.client_ref)
+    events = []
+    if req.customer_id:
+        events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
+    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
+    if key:
+        claim = store.claim_send(key, now, window, settings.vonage_timeout + STALE_MARGIN,
+                                 req.to, req.campaign_id, req.customer_id)
+        if claim.kind == "replay":
+            log.info("send to=%s answered from an identical earlier send (%s)",
+                     phone.mask(req.to), claim.status)
+            return _answer(claim.status, claim.answer, events=events)
+        if claim.kind == "wait":
+            return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
+    try:
+        message_uuid = _send_once(services, req, api_key, api_secret, started)
+        status, answer, remember, retry_after = 200, success(message_uuid), True, None
+    except Failure as failure:
+        message_uuid = None
+        status, answer = failure.status, failure.answer()
+        remember, retry_after = failure.remember, failure.retry_after
+        log.warning("send to=%s failed: %s %s", phone.mask(req.to), status, failure.reason)
+    if key:
+        store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
+    return _answer(status, answer, retry_after, events)
+
+
+def _send_once(services, req, api_key, api_secret, started):
+    settings = services.settings
+    if services.store.is_opted_out(req.to):
+        raise Failure(422, "the recipient opted out (replied STOP); not sent. A START reply "
+                      "or `flask --app app optin` opts them back in")
+    remaining = settings.vonage_timeout - (time.monotonic() - started)
+    services.limiter.acquire(api_key, max_wait=remaining - 1.0)
+    message = build_message(req.to, req.sender, req.text,
+                            client_ref=req.client_ref or (req.campaign_id or "")[:MAX_CLIENT_REF],
+                            content_id=req.template_id, entity_id=req.entity_id,
+                            webhook_url=settings.status_webhook_url)
+    remaining = settings.vonage_timeout - (time.monotonic() - started)
+    message_uuid = services.vonage.send(api_key, api_secret, message, remaining)
+    log.info("vonage accepted to=%s message_uuid=%s", phone.mask(req.to), message_uuid)
+    return message_uuid
+
+
+def _join(store, key, deadline, req, events):
+    """An identical send is with Vonage now: answer with its outcome instead of sending again."""
+    log.info("send to=%s waits for an identical send in flight", phone.mask(req.to))
+    while time.monotonic() < deadline:
+        outcome = store.send_outcome(key)
+        if outcome and outcome[1] != "pending":
+            return _answer(outcome[2], outcome[3], events=events)
+        time.sleep(POLL_SECONDS)
+    return _answer(504, Failure(504, "an identical send is still waiting for Vonage; this one "
+                                "was not sent again").answer(), events=events)
+
+
+def _answer(status, answer, retry_after=None, events=()):
+    headers = {"Retry-After": str(retry_after or 1)} if status == 429 else {}
+    return Result(status, answer, headers, list(events))

@@ -1,0 +1,37 @@
+"""What the routes work with, built once per app from the settings."""
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .config import Settings
+from .moengage import MoEngageClient
+from .ratelimit import RateLimiter
+from .store import Store, open_store
+from .vonage import VonageClient
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    vonage: VonageClient
+    moengage: MoEngageClient
+    limiter: RateLimiter
+
+
+def build_services(settings):
+    pool = max(settings.threads, 10)
+    store = open_store(settings)
+    return Services(
+        settings=settings,
+        store=store,
+        vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
+        moengage=MoEngageClient(settings.moengage_delivery_url, settings.data_api_base,
+                                settings.moengage_workspace_id, settings.moengage_data_api_key,
+                                settings.moengage_timeout, pool_size=pool),
+        limiter=RateLimiter(settings.vonage_max_rps, store.describe()),
+    )
+
+
+def services():
+    return current_app.extensions["connector"]

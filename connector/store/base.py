@@ -1,0 +1,244 @@
+"""The store's queries, shared by both backends: what must survive a restart, and nothing else.
+
+Every method that reads then writes runs in one `transaction()`, which the backend makes
+exclusive (SQLite `BEGIN IMMEDIATE`; PostgreSQL row locks via `self.lock`), so concurrent
+workers never both claim the same send or forward the same event.
+"""
+import json
+import uuid
+from collections import namedtuple
+
+Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
+Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
+
+OPTOUT = "OPTOUT"
+OPTIN = "OPTIN"
+_EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
+
+
+def _event(row):
+    return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6])
+
+
+class Store:
+    lock = ""  # appended to a SELECT whose row the transaction then updates
+
+    # -- backend hooks -------------------------------------------------------------------------
+    def transaction(self):
+        """Context manager yielding an object with `execute(sql, params)` -> cursor."""
+        raise NotImplementedError
+
+    def query(self, sql, params=()):
+        """Run one read outside any transaction and return all rows."""
+        raise NotImplementedError
+
+    # -- sends ---------------------------------------------------------------------------------
+    def claim_send(self, key, now, window, stale_after, recipient, campaign_id=None,
+                   customer_id=None):
+        """Take `key` for a new send, or say why not.
+
+        `replay`: a remembered answer (a 200 or 504) younger than `window` (None = forever).
+        `wait`: an identical send is with Vonage right now; poll `send_outcome(key, token)`.
+        A send left pending longer than `stale_after` died with its worker: Vonage may have sent
+        it, so it counts as a remembered 504.
+        """
+        token = uuid.uuid4().hex
+        with self.transaction() as tx:
+            inserted = tx.execute(
+                "INSERT INTO sends (idem_key, token, state, recipient, campaign_id, customer_id,"
+                " started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
+                (key, token, recipient, campaign_id, customer_id, now)).rowcount
+            if inserted:
+                return Claim("new", token, None, None)
+            old_token, state, status, answer, started, finished = tx.execute(
+                "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
+                " WHERE idem_key = ?" + self.lock, (key,)).fetchone()
+            if state == "pending" and now - started < stale_after:
+                return Claim("wait", old_token, None, None)
+            if state == "pending":
+                state, status, finished = "done", 504, started + stale_after
+                answer = json.dumps({"status": "failed", "error": "an identical earlier send "
+                                     "was interrupted while with Vonage; it may have been sent"})
+                tx.execute("UPDATE sends SET state = ?, http_status = ?, answer = ?,"
+                           " finished_at = ? WHERE idem_key = ?",
+                           (state, status, answer, finished, key))
+            if state == "done" and (window is None or now - finished < window):
+                return Claim("replay", old_token, status, json.loads(answer))
+            tx.execute("UPDATE sends SET token = ?, state = 'pending', http_status = NULL,"
+                       " answer = NULL, message_uuid = NULL, recipient = ?, campaign_id = ?,"
+                       " customer_id = ?, started_at = ?, finished_at = NULL WHERE idem_key = ?",
+                       (token, recipient, campaign_id, customer_id, now, key))
+            return Claim("new", token, None, None)
+
+    def finish_send(self, key, token, status, answer, now, remember, message_uuid=None):
+        """Record the answer; `remember` replays it to identical sends, else it is only shown to
+        sends already waiting on this one."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE sends SET state = ?, http_status = ?, answer = ?, message_uuid = ?,"
+                       " finished_at = ? WHERE idem_key = ? AND token = ?",
+                       ("done" if remember else "failed", status, json.dumps(answer),
+                        message_uuid, now, key, token))
+
+    def send_outcome(self, key):
+        """(token, state, http_status, answer) of `key`, or None."""
+        rows = self.query("SELECT token, state, http_status, answer FROM sends WHERE idem_key = ?",
+                          (key,))
+        if not rows:
+            return None
+        token, state, status, answer = rows[0]
+        return token, state, status, json.loads(answer) if answer else None
+
+    def find_send(self, message_uuid):
+        """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
+        rows = self.query("SELECT recipient, campaign_id, customer_id, started_at, http_status"
+                          " FROM sends WHERE message_uuid = ?", (message_uuid,))
+        if not rows:
+            return None
+        return dict(zip(("recipient", "campaign_id", "customer_id", "started_at", "http_status"),
+                        rows[0]))
+
+    # -- contacts and subscriptions ------------------------------------------------------------
+    def remember_contact(self, number, customer_id, now, sync):
+        """Keep the MoEngage user last sent to at `number`; a subscription change that waited
+        for a customer_id is queued for MoEngage now (when `sync`). Returns new event ids."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO contacts (number, customer_id, updated_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (number) DO UPDATE SET customer_id = excluded.customer_id,"
+                       " updated_at = excluded.updated_at", (number, customer_id, now))
+            if not sync:
+                return []
+            row = tx.execute("SELECT state, event_ts FROM subscriptions WHERE number = ?"
+                             " AND synced = 0" + self.lock, (number,)).fetchone()
+            if row is None:
+                return []
+            return self._queue_sync(tx, f"sync:{number}:{row[1]}", number, customer_id, row[0], now)
+
+    def customer_for(self, number):
+        rows = self.query("SELECT customer_id FROM contacts WHERE number = ?", (number,))
+        return rows[0][0] if rows else None
+
+    def is_opted_out(self, number):
+        rows = self.query("SELECT state FROM subscriptions WHERE number = ?", (number,))
+        return bool(rows) and rows[0][0] == OPTOUT
+
+    def opted_out(self):
+        """[(number, event_ts, synced)] of every opted-out number, newest first."""
+        return self.query("SELECT number, event_ts, synced FROM subscriptions WHERE state = ?"
+                          " ORDER BY event_ts DESC", (OPTOUT,))
+
+    def _set_subscription(self, tx, number, state, event_ts, now):
+        """Store `state` unless a newer one is stored; an equal timestamp lets the later one win."""
+        return tx.execute(
+            "INSERT INTO subscriptions (number, state, event_ts, updated_at, synced)"
+            " VALUES (?, ?, ?, ?, 0) ON CONFLICT (number) DO UPDATE SET state = excluded.state,"
+            " event_ts = excluded.event_ts, updated_at = excluded.updated_at, synced = 0"
+            " WHERE excluded.event_ts >= subscriptions.event_ts",
+            (number, state, event_ts, now)).rowcount == 1
+
+    def _sync_subscription(self, tx, key, number, state, now, sync, message_uuid=None):
+        """Queue the change for MoEngage's Data API when the number's user is known."""
+        if not sync:
+            return []
+        row = tx.execute("SELECT customer_id FROM contacts WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            return []
+        return self._queue_sync(tx, key, number, row[0], state, now, message_uuid)
+
+    def _queue_sync(self, tx, key, number, customer_id, state, now, message_uuid=None):
+        tx.execute("UPDATE subscriptions SET synced = 1 WHERE number = ?", (number,))
+        return self._add_event(tx, key, message_uuid, "data_api",
+                               {"customer_id": customer_id, "subscription": state,
+                                "number": number}, False, now)
+
+    def set_subscription(self, number, state, event_ts, now, sync):
+        """A change made by hand (`flask optin`); returns (applied, new event ids)."""
+        with self.transaction() as tx:
+            if not self._set_subscription(tx, number, state, event_ts, now):
+                return False, []
+            key = f"manual:{number}:{event_ts}:{uuid.uuid4().hex[:8]}"
+            return True, self._sync_subscription(tx, key, number, state, now, sync)
+
+    # -- the outbox ----------------------------------------------------------------------------
+    def _add_event(self, tx, key, message_uuid, target, payload, is_final, now):
+        cur = tx.execute(
+            "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
+            " created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (dedupe_key) DO NOTHING",
+            (key, message_uuid, target, json.dumps(payload), int(is_final), now))
+        if not cur.rowcount:
+            return []
+        return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
+
+    def record_status(self, message_uuid, status, is_final, payload, now):
+        """Store a delivery event for MoEngage once per (message_uuid, status).
+
+        Returns ("new" | "pending", event_id) when it is to be forwarded, ("duplicate", id) when
+        MoEngage already has it, ("superseded", None) when a final status was already forwarded.
+        """
+        key = f"status:{message_uuid}:{status}"
+        with self.transaction() as tx:
+            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock,
+                             (key,)).fetchone()
+            if row is not None:
+                return ("pending" if row[1] == "pending" else "duplicate"), row[0]
+            if self._final_sent(tx, message_uuid):
+                return "superseded", None
+            return "new", self._add_event(tx, key, message_uuid, "tracking", payload,
+                                          is_final, now)[0]
+
+    def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
+        """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
+
+        A redelivered reply changes nothing, so an old STOP cannot undo a newer START. Returns
+        (first_time, ids of this reply's events still pending).
+        """
+        with self.transaction() as tx:
+            first = bool(self._add_event(tx, f"inbound:{message_uuid}", message_uuid, "tracking",
+                                         payload, False, now))
+            if first and subscription and self._set_subscription(tx, number, subscription,
+                                                                 event_ts, now):
+                self._sync_subscription(tx, f"sub:{message_uuid}", number, subscription, now,
+                                        sync, message_uuid)
+            ids = [r[0] for r in tx.execute(
+                "SELECT id FROM events WHERE message_uuid = ? AND state = 'pending' ORDER BY id",
+                (message_uuid,)).fetchall()]
+            return first, ids
+
+    def _final_sent(self, tx, message_uuid):
+        return tx.execute("SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
+                          " AND state = 'sent' AND target = 'tracking'",
+                          (message_uuid,)).fetchone() is not None
+
+    def lease_event(self, event_id, now, seconds):
+        """Take event `event_id` for one forward attempt, or None if it is sent, superseded or
+        leased by another worker right now (so two workers never post the same event)."""
+        with self.transaction() as tx:
+            row = tx.execute(f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events"
+                             " WHERE id = ?" + self.lock, (event_id,)).fetchone()
+            if row is None or row[7] != "pending" or (row[8] is not None and row[8] > now):
+                return None
+            event = _event(row)
+            if (event.dedupe_key.startswith("status:")
+                    and self._final_sent(tx, event.message_uuid)):
+                tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
+                return None
+            tx.execute("UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                       (now + seconds, event_id))
+            return event
+
+    def event_sent(self, event_id, now):
+        with self.transaction() as tx:
+            tx.execute("UPDATE events SET state = 'sent', sent_at = ?, lease_until = NULL,"
+                       " last_error = NULL WHERE id = ?", (now, event_id))
+
+    def event_failed(self, event_id, error):
+        with self.transaction() as tx:
+            tx.execute("UPDATE events SET lease_until = NULL, last_error = ? WHERE id = ?",
+                       (error[:500], event_id))
+
+    def pending_events(self, limit=1000):
+        """[(id, target, attempts, last_error, created_at)] still waiting for MoEngage."""
+        return self.query("SELECT id, target, attempts, last_error, created_at FROM events"
+                          " WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,))
+
+    def ping(self):
+        self.query("SELECT 1")

@@ -1,0 +1,99 @@
+"""Fixtures: stand-in servers, an app built per test on a temp database, and `sign()`."""
+import base64
+import hashlib
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+
+from connector import create_app
+from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
+
+SIGNATURE_SECRET = "sig-secret-0123456789abcdef0123456789ab"
+AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
+
+
+@pytest.fixture(scope="session")
+def vonage_server():
+    server = VonageStandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def moengage_server():
+    server = MoEngageStandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def vonage(vonage_server):
+    vonage_server.reset()
+    return vonage_server
+
+
+@pytest.fixture
+def moengage(moengage_server):
+    moengage_server.reset()
+    return moengage_server
+
+
+@pytest.fixture
+def settings(tmp_path, vonage, moengage):
+    """Settings for a working connector pointed at the stand-ins."""
+    return {
+        "database_path": str(tmp_path / "connector.db"),
+        "vonage_api_url": vonage.url,
+        "moengage_delivery_url": f"{moengage.url}/sms/dlr/custom/42?region=eu",
+        "vonage_signature_secrets": (SIGNATURE_SECRET,),
+        "vonage_from": "Acme",
+        "vonage_timeout": 2.0,
+    }
+
+
+@pytest.fixture
+def make_app(settings):
+    def make(**overrides):
+        return create_app({**settings, **overrides})
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def send(client, body, headers=AUTH, path="/"):
+    return client.post(path, json=body, headers=headers)
+
+
+def sign(body, secret=SIGNATURE_SECRET, **claims):
+    """An `Authorization` header as Vonage signs a webhook: HS256 JWT with payload_hash."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    payload = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
+               "payload_hash": hashlib.sha256(raw).hexdigest(), "api_key": API_KEY,
+               "application_id": str(uuid.uuid4())}
+    payload.update(claims)
+    token = jwt.encode(payload, secret, algorithm="HS256")
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def unused_port():
+    """A loopback port nothing listens on: connections to it are refused."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

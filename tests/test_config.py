@@ -1,0 +1,39 @@
+"""Settings: read once from the environment, typed, with defaults from the contract."""
+import pytest
+
+from connector.config import load_settings
+
+
+def test_defaults_follow_the_contract():
+    s = load_settings(environ={})
+    assert s.vonage_api_url == "https://api.nexmo.com"
+    assert s.send_dedupe_seconds == 60 and s.vonage_timeout == 4
+    assert s.opt_out_keywords == ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+    assert s.opt_in_keywords == ("START", "YES", "UNSTOP")
+    assert s.log_level == "INFO"
+    assert not s.data_api_enabled
+
+
+def test_environment_is_parsed():
+    s = load_settings(environ={
+        "VONAGE_SIGNATURE_SECRET": "old, new", "VONAGE_TIMEOUT": "3.5",
+        "MOENGAGE_DELIVERY_URL": "https://api-02.moengage.com/sms/dlr/custom/9?a=b",
+        "OPT_OUT_KEYWORDS": "stop, arret", "VONAGE_API_URL": "https://api-eu.nexmo.com/",
+        "MOENGAGE_WORKSPACE_ID": "ws", "MOENGAGE_DATA_API_KEY": "k"})
+    assert s.vonage_signature_secrets == ("old", "new")
+    assert s.vonage_timeout == 3.5
+    assert s.opt_out_keywords == ("STOP", "ARRET")
+    assert s.vonage_api_url == "https://api-eu.nexmo.com"
+    assert s.data_api_base == "https://api-02.moengage.com"
+    assert s.data_api_enabled
+
+
+def test_a_malformed_number_names_the_variable():
+    with pytest.raises(ValueError, match="VONAGE_TIMEOUT"):
+        load_settings(environ={"VONAGE_TIMEOUT": "four"})
+
+
+def test_problems_name_the_fix():
+    problems = load_settings(environ={}).problems()
+    assert any("MOENGAGE_DELIVERY_URL" in p and "MoEngage" in p for p in problems)
+    assert any("VONAGE_SIGNATURE_SECRET" in p and "Dashboard" in p for p in problems)
