@@ -2,12 +2,28 @@
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 
 from .base import Store
 from .schema import statements
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+def _enable_wal(conn):
+    """WAL is kept in the file, so only a new file needs the switch. Workers that open a new
+    file at once all try it; the switch needs an exclusive lock that SQLite does not wait for
+    (busy_timeout does not apply), so the losers retry instead of failing to boot."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteStore(Store):
@@ -21,7 +37,7 @@ class SqliteStore(Store):
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
             conn.execute("PRAGMA synchronous = FULL")
             self._local.conn, self._local.pid = conn, os.getpid()
