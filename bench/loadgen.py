@@ -1,0 +1,214 @@
+"""The load generator: asyncio, raw HTTP/1.1 over keep-alive connections, one process.
+
+Reads a JSON spec on stdin, writes a JSON result on stdout: per kind of request the latencies
+(ms) of those that finished inside the measured window, the answers by status code, the
+errors, and this process's own CPU time, so a reader can see it was not the bottleneck.
+
+Modes:
+- closed: `concurrency` users, each sends its next request as soon as the last is answered.
+- open: requests start at a fixed `rate` whatever the answers do (latency counts from the
+  planned start, so a slow connector cannot hide its queue).
+
+Kinds, mixed by `weights`:
+- send: a MoEngage send, every body unique (a new recipient and text), so the connector's
+  duplicate check never answers from an earlier send.
+- status: a signed Vonage v1 status webhook. Each user walks its messages through `submitted`
+  then `delivered`; a share (`duplicates`) is delivered again, re-signed, by another user, as
+  Vonage redelivers. The (message_uuid, status) pairs answered 200 are returned, for the
+  exactly-once check against what the MoEngage stand-in received.
+"""
+import asyncio
+import collections
+import hashlib
+import json
+import random
+import resource
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+import jwt
+
+FORWARDED_AS = {"submitted": "sent", "delivered": "delivered"}
+
+
+class Connection:
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def request(self, data):
+        """Send one request's bytes; return the answer's status code."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length, close = 0, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if length:
+            await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def http_post(path, headers, body):
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Workload:
+    def __init__(self, spec):
+        self.spec = spec
+        self.tag = uuid.uuid4().hex[:8]
+        self.sends = 0
+        self.redeliveries = collections.deque()
+        self.weights = spec.get("weights", {"send": 1})
+        self.random = random.Random(spec.get("seed", 1))
+
+    def send(self):
+        """A MoEngage send no earlier one resembles."""
+        self.sends += 1
+        n = self.sends + self.spec.get("offset", 0)
+        body = json.dumps({"to": f"447{n % 10**9:09d}", "text": f"Bench {self.tag} #{n}: "
+                           f"your code is {n % 10000:04d}", "campaign_id": f"bench-{self.tag}"})
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Custom {self.spec['api_key']}:{self.spec['api_secret']}"}
+        return "send", http_post(self.spec.get("path", "/"), headers, body.encode()), None
+
+    def status(self, message_uuid, status):
+        body = json.dumps({
+            "message_uuid": message_uuid, "to": "447700900000", "from": "Acme",
+            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "status": status, "client_ref": f"bench-{self.tag}",
+            "usage": {"currency": "EUR", "price": "0.0333"}, "channel": "sms"}).encode()
+        return self.signed(body), f"{message_uuid} {FORWARDED_AS[status]}"
+
+    def signed(self, body):
+        claims = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
+                  "payload_hash": hashlib.sha256(body).hexdigest(),
+                  "api_key": self.spec["api_key"], "application_id": self.spec["application_id"]}
+        token = jwt.encode(claims, self.spec["signature_secret"], algorithm="HS256")
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        return http_post("/webhooks/status", headers, body), body
+
+    def user(self):
+        """One user's requests, in order: sends and its messages' status webhooks."""
+        kinds, weights = list(self.weights), list(self.weights.values())
+        statuses = []
+        while True:
+            if self.random.choices(kinds, weights)[0] == "send":
+                yield self.send()
+                continue
+            if self.redeliveries:
+                data, _ = self.signed(self.redeliveries.popleft())
+                yield "status", data, None
+                continue
+            if not statuses:
+                message_uuid = str(uuid.uuid4())
+                statuses = [(message_uuid, "submitted"), (message_uuid, "delivered")]
+            (data, body), key = self.status(*statuses.pop(0))
+            if self.random.random() < self.spec.get("duplicates", 0):
+                self.redeliveries.append(body)
+            yield "status", data, key
+
+
+class Results:
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+        self.latencies = collections.defaultdict(list)
+        self.codes = collections.defaultdict(collections.Counter)
+        self.forwarded = set()
+
+    def record(self, kind, started, finished, status, key):
+        self.codes[kind][str(status)] += 1
+        if status == 200 and key:
+            self.forwarded.add(key)
+        if self.start <= finished < self.end:
+            self.latencies[kind].append(round((finished - started) * 1000, 3))
+
+
+async def attempt(conn, data):
+    try:
+        return await asyncio.wait_for(conn.request(data), 10)
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+        conn.close()
+        return type(exc).__name__
+
+
+async def closed(spec, workload, results, stop_at):
+    async def user():
+        conn = Connection("127.0.0.1", spec["port"])
+        requests = workload.user()
+        while time.perf_counter() < stop_at:
+            kind, data, key = next(requests)
+            started = time.perf_counter()
+            status = await attempt(conn, data)
+            results.record(kind, started, time.perf_counter(), status, key)
+        conn.close()
+    await asyncio.gather(*(user() for _ in range(spec["concurrency"])))
+
+
+async def open_(spec, workload, results, start, stop_at):
+    idle, running = [], set()
+    requests = workload.user()
+
+    async def one(planned, kind, data, key):
+        conn = idle.pop() if idle else Connection("127.0.0.1", spec["port"])
+        status = await attempt(conn, data)
+        results.record(kind, planned, time.perf_counter(), status, key)
+        idle.append(conn)
+
+    interval, n = 1.0 / spec["rate"], 0
+    while True:
+        planned = start + n * interval
+        if planned >= stop_at:
+            break
+        kind, data, key = next(requests)  # built before its time, so it does not delay it
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(planned, kind, data, key))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        n += 1
+    await asyncio.gather(*running)
+    for conn in idle:
+        conn.close()
+
+
+async def main(spec):
+    start = time.perf_counter() + 0.05
+    measured = start + spec.get("warmup", 1.0)
+    stop_at = measured + spec["duration"]
+    results, workload = Results(measured, stop_at), Workload(spec)
+    if spec["mode"] == "open":
+        await open_(spec, workload, results, start, stop_at)
+    else:
+        await closed(spec, workload, results, stop_at)
+    return results
+
+
+if __name__ == "__main__":
+    spec = json.load(sys.stdin)
+    wall = time.perf_counter()
+    results = asyncio.run(main(spec))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    json.dump({"latencies": results.latencies, "codes": results.codes,
+               "forwarded": sorted(results.forwarded), "duration": spec["duration"],
+               "cpu_seconds": usage.ru_utime + usage.ru_stime,
+               "wall_seconds": time.perf_counter() - wall}, sys.stdout)
