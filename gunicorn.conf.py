@@ -7,8 +7,12 @@ import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+# Measured with `python -m bench` on 2 cores (bench/RESULTS.md). A kept-alive connection stays
+# with the worker that accepted it, and one worker often takes most of a burst of new ones:
+# 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
+# 4 x 64 = 256 sends in flight; each worker stays near 50 MB.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 # A send answers within VONAGE_TIMEOUT (4 s) and a webhook within ~15 s: 30 s only catches a
 # truly stuck worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

@@ -32,7 +32,7 @@ class Settings:
     opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
     log_level: str = "INFO"
-    threads: int = 32  # GUNICORN_THREADS: sizes the HTTP connection pools
+    threads: int = 64  # GUNICORN_THREADS: sizes the HTTP connection pools
 
     @property
     def data_api_enabled(self):
