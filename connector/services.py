@@ -29,7 +29,9 @@ def build_services(settings):
         moengage=MoEngageClient(settings.moengage_delivery_url, settings.data_api_base,
                                 settings.moengage_workspace_id, settings.moengage_data_api_key,
                                 settings.moengage_timeout, pool_size=pool),
-        limiter=RateLimiter(settings.vonage_max_rps, store.describe()),
+        # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
+        limiter=RateLimiter(settings.vonage_max_rps, store.describe(),
+                            max_waiting=max(1, settings.threads // 2)),
     )
 
 

@@ -1,0 +1,79 @@
+"""VONAGE_MAX_RPS: one schedule per API key for every worker, never faster than the limit."""
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import send
+from connector.errors import Failure
+from connector.ratelimit import MARGIN, RateLimiter
+
+GOOD = {"to": "447700900000", "text": "Flash sale"}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Three worker processes, four threads each, all sending for one API key.
+WORKER = """
+import json, sys, threading, time
+from connector.ratelimit import RateLimiter
+limiter = RateLimiter(float(sys.argv[1]), sys.argv[2])
+slots = []
+def take():
+    for _ in range(5):
+        slots.append((limiter.acquire("key-1", max_wait=10), time.time()))
+threads = [threading.Thread(target=take) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(slots))
+"""
+
+
+def test_workers_share_one_schedule_spaced_by_the_limit(tmp_path):
+    rps = 40
+    instance = f"test:{uuid.uuid4()}"
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rps), instance],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    taken = [pair for w in workers for pair in json.loads(w.communicate(timeout=30)[0])]
+    slots = sorted(slot for slot, _ in taken)
+    assert len(slots) == 60
+    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    assert min(gaps) >= (1 + MARGIN) / rps - 1e-6
+    # No send leaves before its slot, and no second holds more than `rps` of them.
+    assert all(left >= slot - 1e-3 for slot, left in taken)
+    left = sorted(left for _, left in taken)
+    assert all(b - a >= 1.0 for a, b in zip(left, left[rps:]))
+
+
+def test_send_that_cannot_get_a_slot_in_time_is_429_with_retry_after(make_app, vonage):
+    client = make_app(vonage_max_rps=1, vonage_timeout=2.0).test_client()
+    assert send(client, GOOD).status_code == 200
+    response = send(client, {**GOOD, "text": "Flash sale, again"})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert "VONAGE_MAX_RPS" in response.json["error"]
+    assert len(vonage.requests) == 1
+
+
+def test_send_waits_for_its_slot_rather_than_failing(make_app, vonage):
+    client = make_app(vonage_max_rps=4, vonage_timeout=2.0).test_client()
+    started = time.time()
+    answers = [send(client, {**GOOD, "text": f"Flash sale {i}"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    assert vonage.requests[2]["time"] - started >= 2 * (1 + MARGIN) / 4
+
+
+def test_sends_waiting_for_a_slot_are_capped_per_worker():
+    limiter = RateLimiter(2, f"test:{uuid.uuid4()}", max_waiting=1)
+    limiter.acquire("key-1", max_wait=5)  # the first slot is now
+    waiter = threading.Thread(target=limiter.acquire, args=("key-1", 5))
+    waiter.start()
+    while limiter._waiting == 0 and waiter.is_alive():
+        time.sleep(0.005)
+    with pytest.raises(Failure) as refused:
+        limiter.acquire("key-1", max_wait=5)
+    waiter.join()
+    assert refused.value.status == 429 and refused.value.retry_after >= 1
