@@ -201,7 +201,7 @@ def row(name, load, result, kinds, expected_ok=(200,), note=""):
             "locked": result["locked"], "note": note}
 
 
-HEADER = ("| run | load | req/s | p50 ms | p95 ms | p99 ms | overhead p50 / p99 ms | errors "
+HEADER = ("| run | load | 200s/s | p50 ms | p95 ms | p99 ms | overhead p50 / p99 ms | errors "
           "| peak RSS/worker MB | CPU % connector / stand-ins / load gen | notes |\n"
           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 
@@ -323,9 +323,12 @@ def rate_limited(limited, standins):
     result = run_load(limited, standins, {"mode": "open", "rate": ARGS.limited_rate,
                                           "weights": {"send": 1}})
     most = result["vonage"]["most_in_any_second"]
+    refused = result["latencies"].get("send 429", [])
     r = row(f"sends, VONAGE_MAX_RPS={ARGS.max_rps:g}", f"{ARGS.limited_rate}/s open", result,
             ["send"], expected_ok=(200, 429),
-            note=f"Vonage saw at most {most} in any 1 s; answers {dict(result['codes']['send'])}")
+            note=f"Vonage saw at most {most} in any 1 s; answers {dict(result['codes']['send'])}"
+                 f"; the 429s took p50 {percentile(refused, 50):.0f} ms, "
+                 f"p99 {percentile(refused, 99):.0f} ms")
     r["most"] = most
     return show_row(r)
 
