@@ -136,12 +136,14 @@ class Results:
         self.latencies = collections.defaultdict(list)
         self.codes = collections.defaultdict(collections.Counter)
         self.forwarded = set()
+        self.forwarded_in_window = 0
 
     def record(self, kind, started, finished, status, key):
         self.codes[kind][str(status)] += 1
         if status == 200 and key:
             self.forwarded.add(key)
         if self.start <= finished < self.end:
+            self.forwarded_in_window += bool(status == 200 and key)
             name = kind if status == 200 else f"{kind} {status}"
             self.latencies[name].append(round((finished - started) * 1000, 3))
 
@@ -213,6 +215,7 @@ if __name__ == "__main__":
     results = asyncio.run(main(spec))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     json.dump({"latencies": results.latencies, "codes": results.codes,
-               "forwarded": sorted(results.forwarded), "duration": spec["duration"],
+               "forwarded": sorted(results.forwarded),
+               "forwarded_in_window": results.forwarded_in_window, "duration": spec["duration"],
                "cpu_seconds": usage.ru_utime + usage.ru_stime,
                "wall_seconds": time.perf_counter() - wall}, sys.stdout)
