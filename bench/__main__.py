@@ -400,8 +400,8 @@ def parse_args():
                         help="seconds the Vonage stand-in takes to answer (default 0.2)")
     parser.add_argument("--moengage-latency", type=float, default=0.05, metavar="S",
                         help="seconds the MoEngage stand-in takes to answer (default 0.05)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 128],
-                        metavar="N", help="closed-loop users per row (default 16 64 128)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 128, 256],
+                        metavar="N", help="closed-loop users per row (default 16 64 128 256)")
     parser.add_argument("--rate", type=int, default=100,
                         help="sends/s of the fixed-rate row (default 100)")
     parser.add_argument("--max-rps", type=float, default=30,
