@@ -10,10 +10,10 @@ import time
 from email.utils import parsedate_to_datetime
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from .errors import Failure
+from .httppool import pooled_session
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmit window, as requests' docs advise
@@ -79,12 +79,8 @@ class VonageClient:
         if self._pid != os.getpid():  # never share sockets across gunicorn's fork
             with self._lock:
                 if self._pid != os.getpid():
-                    session = requests.Session()
-                    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size,
-                                          max_retries=0)
-                    session.mount("https://", adapter)
-                    session.mount("http://", adapter)
-                    self._session, self._pid = session, os.getpid()
+                    self._session = pooled_session(self.url, self.pool_size)
+                    self._pid = os.getpid()
         return self._session
 
     def send(self, api_key, api_secret, message, timeout):

@@ -348,3 +348,13 @@ def test_opted_back_in_recipient_is_sent(app, client, vonage):
 def test_customer_id_is_remembered_with_the_number(app, client, vonage):
     send(client, {**GOOD, "customer_id": "user-77"})
     assert app.extensions["connector"].store.customer_for("447700900000") == "user-77"
+
+
+def test_send_goes_through_the_proxy_the_environment_names(make_app, vonage, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", vonage.url)
+    client = make_app(vonage_api_url="http://vonage.invalid").test_client()
+    response = send(client, GOOD)
+    assert response.status_code == 200
+    assert vonage.requests[0]["path"] == "http://vonage.invalid/v1/messages"
