@@ -236,7 +236,7 @@ def show(line):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for path in OUT.glob("*"):
-        if path.suffix in (".log", ".db", ".db-wal", ".db-shm"):
+        if path.suffix in (".log", ".db", ".db-wal", ".db-shm", ".db-lock"):
             path.unlink()
     standins = StandIns(ARGS.vonage_latency, ARGS.moengage_latency)
     rows = []
