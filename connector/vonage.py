@@ -79,7 +79,7 @@ class VonageClient:
         if self._pid != os.getpid():  # never share sockets across gunicorn's fork
             with self._lock:
                 if self._pid != os.getpid():
-                    self._session = pooled_session(self.url, self.pool_size)
+                    self._session = pooled_session(self.pool_size, self.url)
                     self._pid = os.getpid()
         return self._session
 

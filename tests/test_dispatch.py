@@ -358,3 +358,11 @@ def test_send_goes_through_the_proxy_the_environment_names(make_app, vonage, mon
     response = send(client, GOOD)
     assert response.status_code == 200
     assert vonage.requests[0]["path"] == "http://vonage.invalid/v1/messages"
+
+
+def test_send_skips_the_proxy_for_a_host_in_no_proxy(make_app, vonage, monkeypatch, unused_port):
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{unused_port}")  # would refuse
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    client = make_app().test_client()
+    assert send(client, GOOD).status_code == 200
+    assert vonage.requests[0]["path"] == "/v1/messages"
