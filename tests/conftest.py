@@ -11,7 +11,7 @@ import pytest
 from connector import create_app
 from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
-SIGNATURE_SECRET = "sig-secret-0123456789abcdef0123456789ab"
+SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"
 AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
 
 
@@ -97,3 +97,21 @@ def unused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def webhook(client, path, body, headers=None):
+    """POST a webhook as Vonage does: the JSON bytes that were signed, and the signature."""
+    raw = json.dumps(body).encode()
+    return client.post(path, data=raw, headers=sign(raw) if headers is None else headers)
+
+
+def status_body(status="delivered", message_uuid="aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", **extra):
+    return {"message_uuid": message_uuid, "to": "447700900000", "from": "Acme",
+            "timestamp": "2025-02-03T12:14:25Z", "status": status, "channel": "sms", **extra}
+
+
+def inbound_body(text="STOP", message_uuid=None, sender="447700900000",
+                 timestamp="2025-02-03T12:14:25Z"):
+    return {"channel": "sms", "message_uuid": message_uuid or str(uuid.uuid4()),
+            "to": "447700900001", "from": sender, "timestamp": timestamp, "text": text,
+            "sms": {"num_messages": "1", "keyword": text.split()[0].upper() if text else ""}}

@@ -240,5 +240,12 @@ class Store:
         return self.query("SELECT id, target, attempts, last_error, created_at FROM events"
                           " WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,))
 
+    def requeue_events(self, since):
+        """Mark tracking events accepted since `since` as pending again; returns how many."""
+        with self.transaction() as tx:
+            return tx.execute("UPDATE events SET state = 'pending', lease_until = NULL"
+                              " WHERE state = 'sent' AND target = 'tracking' AND sent_at >= ?",
+                              (since,)).rowcount
+
     def ping(self):
         self.query("SELECT 1")
