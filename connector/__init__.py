@@ -20,9 +20,10 @@ def create_app(config=None):
     app.json.sort_keys = False
     app.extensions["connector"] = build_services(settings)
 
-    from . import dispatch, health
+    from . import cli, dispatch, health
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(health.bp)
+    cli.init_app(app)
     register_error_handlers(app)
 
     log = logging.getLogger("connector")
