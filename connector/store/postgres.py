@@ -19,7 +19,8 @@ from .base import Store
 from .schema import statements
 
 SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together create it once
-WAIT_SECONDS = 5.0  # MoEngage waits 5 s for a send's answer: waiting longer for a connection helps no one
+# MoEngage waits 5 s for a send's answer: waiting longer than that for a connection helps no one.
+WAIT_SECONDS = 5.0
 
 
 @functools.lru_cache(maxsize=None)
