@@ -1,7 +1,13 @@
 """The store's guarantees, the same on both backends: what base.py's docstrings promise."""
+import logging
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
-from connector.store import OPTIN, OPTOUT
+import pytest
+
+import pgtest
+from connector.config import load_settings
+from connector.store import OPTIN, OPTOUT, PostgresStore, SqliteStore, open_store
 
 KEY = "dup:abc"
 NUMBER = "447700900000"
@@ -264,3 +270,37 @@ def test_inbound_reply_without_keyword_changes_no_subscription(store):
 
 def test_ping_answers(store):
     store.ping()
+
+
+# -- choosing the backend ----------------------------------------------------------------------
+def test_without_database_url_the_store_is_the_sqlite_file(tmp_path):
+    store = open_store(load_settings({"database_path": str(tmp_path / "x.db")}, environ={}))
+    assert isinstance(store, SqliteStore) and store.describe() == f"sqlite:{tmp_path / 'x.db'}"
+    store.close()
+
+
+def test_database_url_of_another_kind_is_refused_without_showing_it():
+    settings = load_settings({"database_url": "mysql://app:s3cret@db.example.com/app"},
+                             environ={})
+    with pytest.raises(ValueError, match="postgres:// or postgresql://, not mysql://") as info:
+        open_store(settings)
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.skipif(not pgtest.URL, reason=pgtest.SKIP_REASON)
+def test_herokus_postgres_url_selects_postgresql_and_its_password_is_never_shown(caplog):
+    with pgtest.fresh_schema() as url:
+        parts = urlsplit(url)
+        secret = parts.password or "pw-s3cret"  # a trust-auth test server ignores it
+        heroku = urlunsplit(parts._replace(
+            scheme="postgres", netloc=f"{parts.username}:{secret}@{parts.hostname}:{parts.port}"))
+        with caplog.at_level(logging.DEBUG):
+            store = open_store(load_settings({"database_url": heroku}, environ={}))
+            try:
+                assert isinstance(store, PostgresStore)
+                store.ping()
+                assert store.describe() == f"postgresql:{parts.hostname}:{parts.port}{parts.path}"
+            finally:
+                store.close()
+    assert f"state kept in postgresql:{parts.hostname}" in caplog.text
+    assert secret not in caplog.text

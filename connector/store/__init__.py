@@ -1,4 +1,5 @@
 """Durable state: sends, forwarded events, opt-outs. One interface, chosen backend at start."""
+import logging
 from urllib.parse import urlsplit
 
 from .base import OPTIN, OPTOUT, Claim, Event, Store
@@ -8,6 +9,7 @@ from .sqlite import SqliteStore
 __all__ = ["OPTIN", "OPTOUT", "Claim", "Event", "Store", "PostgresStore", "SqliteStore",
            "open_store"]
 
+log = logging.getLogger(__name__)
 POSTGRES_SCHEMES = ("postgres", "postgresql")  # Heroku still hands out postgres://
 
 
@@ -24,4 +26,5 @@ def open_store(settings):
     else:
         store = SqliteStore(settings.database_path)
     store.init_schema()
+    log.info("state kept in %s", store.describe())
     return store
