@@ -1,17 +1,15 @@
-"""`flask --app app <command>`: push pending events, list and lift opt-outs, requeue events."""
+"""`flask --app app <command>`: push pending events, list and lift opt-outs, requeue events,
+copy a SQLite file into PostgreSQL."""
 import time
 from datetime import datetime, timezone
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from . import outbox, phone
+from .services import services
 from .store import OPTIN
-
-
-def _ctx():
-    return current_app.extensions["connector"]
+from .store.transfer import NotAConnectorDatabase, copy_sqlite as copy_rows
 
 
 def _when(epoch):
@@ -28,7 +26,7 @@ def _print_pending(rows):
 @with_appcontext
 def pending_command():
     """List the events still waiting for MoEngage to accept them."""
-    rows = _ctx().store.pending_events()
+    rows = services().store.pending_events()
     _print_pending(rows)
     click.echo(f"{len(rows)} pending")
 
@@ -37,7 +35,7 @@ def pending_command():
 @with_appcontext
 def push_command():
     """Forward every pending event to MoEngage now (after an outage or a URL fix)."""
-    ctx = _ctx()
+    ctx = services()
     targets = {row[0]: row[1] for row in ctx.store.pending_events()}
     sent, left = outbox.push_pending(ctx)
     for event_id in sent:
@@ -60,7 +58,7 @@ def requeue_command(since):
         raise click.BadParameter("use ISO 8601, e.g. 2026-11-23T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    count = _ctx().store.requeue_events(moment.timestamp())
+    count = services().store.requeue_events(moment.timestamp())
     click.echo(f"{count} events pending again; run `flask --app app push` to send them")
 
 
@@ -68,7 +66,7 @@ def requeue_command(since):
 @with_appcontext
 def optouts_command():
     """List opted-out numbers (masked), newest first."""
-    rows = _ctx().store.opted_out()
+    rows = services().store.opted_out()
     for number, event_ts, synced in rows:
         state = "synced to MoEngage" if synced else "not synced (no customer_id known yet)"
         click.echo(f"{phone.mask(number)} since {_when(event_ts)}, {state}")
@@ -80,7 +78,7 @@ def optouts_command():
 @click.argument("number")
 def optin_command(number):
     """Opt NUMBER back in by hand (it had replied STOP), and write that to MoEngage."""
-    ctx = _ctx()
+    ctx = services()
     try:
         number = phone.normalise(number)
     except ValueError as exc:
@@ -103,7 +101,31 @@ def optin_command(number):
         raise SystemExit(1)
 
 
-COMMANDS = [pending_command, push_command, requeue_command, optouts_command, optin_command]
+@click.command("copy-sqlite")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def copy_sqlite(path):
+    """Copy the SQLite file PATH into the database DATABASE_URL names, opt-outs first.
+
+    Safe to run twice: a newer opt-out/opt-in or contact already in the database is kept, and
+    sends and events are never duplicated.
+    """
+    ctx = services()
+    if not ctx.settings.database_url:
+        raise click.ClickException("DATABASE_URL is not set: copy-sqlite copies into the "
+                                   "PostgreSQL database it names")
+    try:
+        counts = copy_rows(path, ctx.store)
+    except NotAConnectorDatabase as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Copied {path} into {ctx.store.describe()}:")
+    for what, copied, found in counts:
+        click.echo(f"  {what}: {copied} of {found} copied")
+    click.echo("Rows the database already had, or had newer, were kept as they were.")
+
+
+COMMANDS = [pending_command, push_command, requeue_command, optouts_command, optin_command,
+            copy_sqlite]
 
 
 def init_app(app):

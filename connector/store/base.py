@@ -182,8 +182,14 @@ class Store:
                 return ("pending" if row[1] == "pending" else "duplicate"), row[0]
             if self._final_sent(tx, message_uuid):
                 return "superseded", None
-            return "new", self._add_event(tx, key, message_uuid, "tracking", payload,
-                                          is_final, now)[0]
+            added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now)
+            if added:
+                return "new", added[0]
+            # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
+            # exist could not be locked); our INSERT waited for its commit, so it is visible now.
+            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?",
+                             (key,)).fetchone()
+            return ("pending" if row[1] == "pending" else "duplicate"), row[0]
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
         """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
