@@ -1,11 +1,11 @@
 """Route: MoEngage's send, `POST /` and `POST /webhooks/message-dispatcher`."""
 import json
 
-from flask import Blueprint, after_this_request, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from . import outbox, sending
 from .errors import Failure
-from .services import services
+from .services import run_after_response, services
 
 bp = Blueprint("dispatch", __name__)
 
@@ -17,8 +17,8 @@ def dispatch():
     api_key, api_secret = sending.parse_credentials(request.headers.get("Authorization"))
     req = sending.parse_send(read_body(), ctx.settings.vonage_from)
     result = sending.send(ctx, req, api_key, api_secret)
-    if result.events:
-        push_after_response(ctx, result.events)
+    if result.events:  # opt-out syncs this send's customer_id made possible
+        run_after_response(lambda: outbox.push(ctx, result.events))
     return jsonify(result.answer), result.status, result.headers
 
 
@@ -35,11 +35,3 @@ def read_body():
     if not isinstance(body, dict):
         raise Failure(400, "the body must be a JSON object")
     return body
-
-
-def push_after_response(ctx, event_ids):
-    """Forward queued events once the answer is on its way, so the send is not slowed."""
-    @after_this_request
-    def schedule(response):
-        response.call_on_close(lambda: outbox.push(ctx, event_ids))
-        return response

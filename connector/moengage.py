@@ -3,12 +3,16 @@ with the Data API's Track User. Each says only whether MoEngage accepted; knows 
 import logging
 import os
 import threading
+import time
 
 import requests
 from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05
+# The Data API asks for retries on 5xx; a short inline pair, then the event waits in the store.
+DATA_API_RETRIES = 2
+RETRY_PAUSE = 1.0
 
 
 class NotAccepted(Exception):
@@ -37,16 +41,24 @@ class MoEngageClient:
                     self._session, self._pid = session, os.getpid()
         return self._session
 
-    def _post(self, url, payload, auth=None):
-        # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
-        try:
-            response = self._http().post(url, json=payload, auth=auth, timeout=self.timeout,
-                                         allow_redirects=False)
-        except requests.RequestException as exc:
-            raise NotAccepted(f"no answer from MoEngage ({type(exc).__name__})") from None
-        if not 200 <= response.status_code < 300:
-            raise NotAccepted(f"MoEngage answered {response.status_code}")
-        return response.status_code
+    def _post(self, url, payload, auth=None, retries=0):
+        """POST; 2xx or NotAccepted. `retries` more tries after a 429, a 5xx or no answer."""
+        while True:
+            # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
+            try:
+                response = self._http().post(url, json=payload, auth=auth,
+                                             timeout=self.timeout, allow_redirects=False)
+                status = response.status_code
+            except requests.RequestException as exc:
+                status, reason = None, f"no answer from MoEngage ({type(exc).__name__})"
+            else:
+                if 200 <= status < 300:
+                    return status
+                reason = f"MoEngage answered {status}"
+            if not retries or (status is not None and status < 500 and status != 429):
+                raise NotAccepted(reason)
+            retries -= 1
+            time.sleep(RETRY_PAUSE)
 
     def post_event(self, payload):
         """POST one event to the delivery tracking URL, exactly as configured (query included)."""
@@ -56,7 +68,8 @@ class MoEngageClient:
         """Set the user's `moe_sms_subscription` (OPTOUT / OPTIN) with Track User."""
         body = {"type": "customer", "customer_id": customer_id,
                 "attributes": {"moe_sms_subscription": subscription}}
-        return self._post(self.track_user_url, body, auth=self.data_api_auth)
+        return self._post(self.track_user_url, body, auth=self.data_api_auth,
+                          retries=DATA_API_RETRIES)
 
     def deliver(self, event):
         """Send one outbox event where its target says; raise NotAccepted on failure."""

@@ -1,7 +1,7 @@
 """What the routes work with, built once per app from the settings."""
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import after_this_request, current_app
 
 from .config import Settings
 from .moengage import MoEngageClient
@@ -17,6 +17,9 @@ class Services:
     vonage: VonageClient
     moengage: MoEngageClient
     limiter: RateLimiter
+    # Events may wait in the store (true at start, and after a failed forward): the next
+    # successful forward sweeps them.
+    backlog: bool = True
 
 
 def build_services(settings):
@@ -37,3 +40,11 @@ def build_services(settings):
 
 def services():
     return current_app.extensions["connector"]
+
+
+def run_after_response(task):
+    """Run `task()` once this request's answer is sent, so the client does not wait for it."""
+    @after_this_request
+    def schedule(response):
+        response.call_on_close(task)
+        return response

@@ -1,4 +1,5 @@
-"""Fixtures: stand-in servers, an app built per test on a temp database, and `sign()`."""
+"""Fixtures: stand-in servers, an app built per test on a fresh database of each backend
+(SQLite always; PostgreSQL when TEST_DATABASE_URL is set), and `sign()`."""
 import base64
 import hashlib
 import json
@@ -8,10 +9,13 @@ import uuid
 import jwt
 import pytest
 
+import pgtest
 from connector import create_app
+from connector.config import load_settings
+from connector.store import open_store
 from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
-SIGNATURE_SECRET = "sig-secret-0123456789abcdef0123456789ab"
+SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"
 AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
 
 
@@ -41,11 +45,38 @@ def moengage(moengage_server):
     return moengage_server
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    """Each test that stores anything runs once per backend."""
+    if request.param == "postgres" and not pgtest.URL:
+        pytest.skip(pgtest.SKIP_REASON)
+    return request.param
+
+
 @pytest.fixture
-def settings(tmp_path, vonage, moengage):
+def database(backend, tmp_path):
+    """Settings naming a fresh, empty database. `database_url` is always given, so a
+    DATABASE_URL in the developer's environment or `.env` never leaks into a SQLite test."""
+    if backend == "sqlite":
+        yield {"database_path": str(tmp_path / "connector.db"), "database_url": ""}
+        return
+    with pgtest.fresh_schema() as url:
+        yield {"database_path": str(tmp_path / "unused.db"), "database_url": url}
+
+
+@pytest.fixture
+def store(database):
+    """The store on its own, with its schema created as at start."""
+    opened = open_store(load_settings(database, environ={}))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(database, vonage, moengage):
     """Settings for a working connector pointed at the stand-ins."""
     return {
-        "database_path": str(tmp_path / "connector.db"),
+        **database,
         "vonage_api_url": vonage.url,
         "moengage_delivery_url": f"{moengage.url}/sms/dlr/custom/42?region=eu",
         "vonage_signature_secrets": (SIGNATURE_SECRET,),
@@ -56,9 +87,14 @@ def settings(tmp_path, vonage, moengage):
 
 @pytest.fixture
 def make_app(settings):
+    apps = []
+
     def make(**overrides):
-        return create_app({**settings, **overrides})
-    return make
+        apps.append(create_app({**settings, **overrides}))
+        return apps[-1]
+    yield make
+    for app in apps:  # PostgreSQL: give the pool's connections back before the schema goes
+        app.extensions["connector"].store.close()
 
 
 @pytest.fixture
@@ -97,3 +133,21 @@ def unused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def webhook(client, path, body, headers=None):
+    """POST a webhook as Vonage does: the JSON bytes that were signed, and the signature."""
+    raw = json.dumps(body).encode()
+    return client.post(path, data=raw, headers=sign(raw) if headers is None else headers)
+
+
+def status_body(status="delivered", message_uuid="aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", **extra):
+    return {"message_uuid": message_uuid, "to": "447700900000", "from": "Acme",
+            "timestamp": "2025-02-03T12:14:25Z", "status": status, "channel": "sms", **extra}
+
+
+def inbound_body(text="STOP", message_uuid=None, sender="447700900000",
+                 timestamp="2025-02-03T12:14:25Z"):
+    return {"channel": "sms", "message_uuid": message_uuid or str(uuid.uuid4()),
+            "to": "447700900001", "from": sender, "timestamp": timestamp, "text": text,
+            "sms": {"num_messages": "1", "keyword": text.split()[0].upper() if text else ""}}

@@ -5,11 +5,11 @@ from conftest import AUTH, SIGNATURE_SECRET, send
 from standins import API_SECRET
 
 
-def test_health_is_ok_when_configured(client):
+def test_health_is_ok_when_configured(client, backend):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json["status"] == "ok"
-    assert response.json["database"] == "sqlite"
+    assert response.json["database"] == {"sqlite": "sqlite", "postgres": "postgresql"}[backend]
 
 
 def test_missing_settings_are_named_in_health_and_the_log(make_app, caplog):
@@ -26,11 +26,12 @@ def test_health_never_shows_a_secret(client):
     assert SIGNATURE_SECRET not in client.get("/health").get_data(as_text=True)
 
 
-def test_unreachable_database_is_503(make_app, tmp_path):
+def test_unreachable_database_is_503(make_app, tmp_path, unused_port):
     app = make_app()
     store = app.extensions["connector"].store
     store.close()
     store.path = str(tmp_path / "missing-dir" / "x" / "db")
+    store.url = f"postgresql://connector:pw@127.0.0.1:{unused_port}/connector"
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert "database" in response.json["problems"][0]

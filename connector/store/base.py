@@ -182,8 +182,14 @@ class Store:
                 return ("pending" if row[1] == "pending" else "duplicate"), row[0]
             if self._final_sent(tx, message_uuid):
                 return "superseded", None
-            return "new", self._add_event(tx, key, message_uuid, "tracking", payload,
-                                          is_final, now)[0]
+            added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now)
+            if added:
+                return "new", added[0]
+            # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
+            # exist could not be locked); our INSERT waited for its commit, so it is visible now.
+            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?",
+                             (key,)).fetchone()
+            return ("pending" if row[1] == "pending" else "duplicate"), row[0]
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
         """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
@@ -239,6 +245,13 @@ class Store:
         """[(id, target, attempts, last_error, created_at)] still waiting for MoEngage."""
         return self.query("SELECT id, target, attempts, last_error, created_at FROM events"
                           " WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,))
+
+    def requeue_events(self, since):
+        """Mark tracking events accepted since `since` as pending again; returns how many."""
+        with self.transaction() as tx:
+            return tx.execute("UPDATE events SET state = 'pending', lease_until = NULL"
+                              " WHERE state = 'sent' AND target = 'tracking' AND sent_at >= ?",
+                              (since,)).rowcount
 
     def ping(self):
         self.query("SELECT 1")

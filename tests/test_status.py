@@ -1,0 +1,154 @@
+"""Contract section 2: status webhooks mapped, forwarded once, never lost."""
+import json
+import threading
+
+import pytest
+
+from conftest import inbound_body, sign, status_body, webhook
+from standins import Answer, fixture
+
+UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+
+
+def forwarded(moengage):
+    """The events MoEngage accepted."""
+    return [r["json"] for r in moengage.posts("/sms/dlr/custom/42") if r["status"] == 200]
+
+
+def test_delivered_is_forwarded_to_the_exact_tracking_url(client, moengage):
+    response = webhook(client, "/webhooks/status", status_body("delivered"))
+    assert response.status_code == 200
+    [post] = moengage.requests
+    assert post["path"] == "/sms/dlr/custom/42?region=eu"
+    assert post["json"] == {"trackingId": UUID, "status": "delivered",
+                            "timestamp": "2025-02-03T12:14:25Z"}
+
+
+@pytest.mark.parametrize("vonage_status, mapped", [
+    ("submitted", "sent"), ("delivered", "delivered"), ("rejected", "failed"),
+    ("undeliverable", "failed"), ("failed", "failed")])
+def test_status_mapping(client, moengage, vonage_status, mapped):
+    webhook(client, "/webhooks/status", status_body(vonage_status))
+    assert forwarded(moengage)[0]["status"] == mapped
+
+
+def test_failure_carries_code_and_detail(client, moengage):
+    body = status_body("rejected", error={"type": "https://developer.vonage.com/api-errors/"
+                                          "messages#1250", "title": "1250",
+                                          "detail": "Unroutable", "instance": "x"})
+    webhook(client, "/webhooks/status", body)
+    assert forwarded(moengage)[0]["error"] == "1250 Unroutable"
+
+
+def test_failure_without_error_object_names_the_vonage_status(client, moengage):
+    webhook(client, "/webhooks/status", status_body("undeliverable"))
+    assert forwarded(moengage)[0]["error"] == "undeliverable"
+
+
+def test_sent_and_delivered_carry_no_error(client, moengage):
+    """The SDK fixture is a `submitted` with an error object: still no error forwarded."""
+    body = fixture("dotnet-sdk/ShouldDeserializeStatus-response.json")
+    assert webhook(client, "/webhooks/status", body).status_code == 200
+    assert forwarded(moengage) == [{"trackingId": UUID, "status": "sent",
+                                    "timestamp": "2025-02-03T12:14:25Z"}]
+
+
+@pytest.mark.parametrize("other", ["read", "accepted", "buffered", "unknown"])
+def test_other_statuses_are_acknowledged_not_forwarded(client, moengage, other):
+    response = webhook(client, "/webhooks/status", status_body(other))
+    assert response.status_code == 200
+    assert moengage.requests == []
+
+
+@pytest.mark.parametrize("body", [{"status": "delivered"}, {"message_uuid": UUID},
+                                  {"message_uuid": 5, "status": "delivered"}, [1, 2], "x"])
+def test_body_without_message_uuid_and_status_is_400(client, moengage, body):
+    assert webhook(client, "/webhooks/status", body).status_code == 400
+    assert moengage.requests == []
+
+
+def test_signed_non_json_is_400(client, moengage):
+    raw = b"not json"
+    assert client.post("/webhooks/status", data=raw, headers=sign(raw)).status_code == 400
+
+
+def test_redelivery_is_200_and_not_forwarded_again(client, moengage):
+    body = status_body("delivered")
+    assert webhook(client, "/webhooks/status", body).status_code == 200
+    assert webhook(client, "/webhooks/status", body).status_code == 200
+    assert len(forwarded(moengage)) == 1
+
+
+def test_concurrent_identical_deliveries_are_forwarded_once(app, moengage):
+    moengage.latency = 0.3
+    codes = []
+
+    def deliver():
+        codes.append(webhook(app.test_client(), "/webhooks/status", status_body()).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 8
+    assert len(forwarded(moengage)) == 1
+
+
+def test_each_status_of_a_message_is_forwarded_once(client, moengage):
+    for status in ("submitted", "submitted", "delivered", "delivered"):
+        webhook(client, "/webhooks/status", status_body(status))
+    assert [e["status"] for e in forwarded(moengage)] == ["sent", "delivered"]
+
+
+@pytest.mark.parametrize("final, later", [("delivered", "submitted"), ("rejected", "submitted"),
+                                          ("delivered", "rejected"), ("failed", "delivered")])
+def test_nothing_is_forwarded_after_a_final_status(client, moengage, final, later):
+    webhook(client, "/webhooks/status", status_body(final))
+    assert webhook(client, "/webhooks/status", status_body(later)).status_code == 200
+    assert len(forwarded(moengage)) == 1
+
+
+def test_status_for_an_unknown_message_is_still_forwarded(client, moengage):
+    webhook(client, "/webhooks/status", status_body(message_uuid="never-sent-by-us"))
+    assert forwarded(moengage)[0]["trackingId"] == "never-sent-by-us"
+
+
+@pytest.mark.parametrize("outage", [Answer(503, {}), Answer(500, {}), Answer(404, {}),
+                                    Answer(302, headers={"Location": "http://169.254.169.254/"}),
+                                    Answer(200, {}, delay=1.5), Answer(drop=True)])
+def test_moengage_not_accepting_is_503_and_kept_pending(make_app, moengage, outage):
+    app = make_app(moengage_timeout=1.0)
+    client = app.test_client()
+    moengage.script(outage)
+    assert webhook(client, "/webhooks/status", status_body()).status_code == 503
+    assert len(app.extensions["connector"].store.pending_events()) == 1
+    assert len(moengage.requests) == 1  # a redirect is not followed
+    # Vonage redelivers once MoEngage is back: forwarded, and only once more.
+    assert webhook(client, "/webhooks/status", status_body()).status_code == 200
+    assert app.extensions["connector"].store.pending_events() == []
+    assert len(moengage.requests) == 2
+
+
+def test_moengage_refusing_connections_is_503(make_app, unused_port):
+    app = make_app(moengage_delivery_url=f"http://127.0.0.1:{unused_port}/sms/dlr/custom/1")
+    assert webhook(app.test_client(), "/webhooks/status", status_body()).status_code == 503
+    assert len(app.extensions["connector"].store.pending_events()) == 1
+
+
+def test_events_left_pending_are_swept_after_the_next_success(app, moengage):
+    client = app.test_client()
+    moengage.script(Answer(503, {}))
+    assert webhook(client, "/webhooks/status", status_body("submitted")).status_code == 503
+    response = webhook(client, "/webhooks/status", status_body(message_uuid="other"))
+    assert response.status_code == 200
+    response.close()  # the sweep runs once the answer has gone
+    assert app.extensions["connector"].store.pending_events() == []
+    assert sorted(e["trackingId"] for e in forwarded(moengage)) == [UUID, "other"]
+
+
+def test_inbound_and_status_share_no_dedupe_key(client, moengage):
+    body = inbound_body("hello", message_uuid=UUID)
+    webhook(client, "/webhooks/inbound", body)
+    webhook(client, "/webhooks/status", status_body("delivered"))
+    assert len(forwarded(moengage)) == 2
