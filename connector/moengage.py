@@ -6,7 +6,8 @@ import threading
 import time
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from .httppool import pooled_session
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05
@@ -34,11 +35,9 @@ class MoEngageClient:
         if self._pid != os.getpid():  # never share sockets across gunicorn's fork
             with self._lock:
                 if self._pid != os.getpid():
-                    session = requests.Session()
-                    adapter = HTTPAdapter(pool_maxsize=self.pool_size, max_retries=0)
-                    session.mount("https://", adapter)
-                    session.mount("http://", adapter)
-                    self._session, self._pid = session, os.getpid()
+                    self._session = pooled_session(self.pool_size, self.delivery_url,
+                                                   self.track_user_url)
+                    self._pid = os.getpid()
         return self._session
 
     def _post(self, url, payload, auth=None, retries=0):

@@ -152,3 +152,12 @@ def test_inbound_and_status_share_no_dedupe_key(client, moengage):
     webhook(client, "/webhooks/inbound", body)
     webhook(client, "/webhooks/status", status_body("delivered"))
     assert len(forwarded(moengage)) == 2
+
+
+def test_forward_goes_through_the_proxy_the_environment_names(make_app, moengage, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", moengage.url)
+    app = make_app(moengage_delivery_url="http://moengage.invalid/sms/dlr/custom/42")
+    assert webhook(app.test_client(), "/webhooks/status", status_body()).status_code == 200
+    assert moengage.requests[0]["path"] == "http://moengage.invalid/sms/dlr/custom/42"
