@@ -1,7 +1,9 @@
 """VONAGE_MAX_RPS: one schedule per API key for every worker, never faster than the limit."""
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -15,6 +17,12 @@ from connector.ratelimit import MARGIN, RateLimiter
 
 GOOD = {"to": "447700900000", "text": "Flash sale"}
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def schedules_in_tmp_path(tmp_path, monkeypatch):
+    """The limiter keeps its schedule files in the temp directory: this test's own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 # Three worker processes, four threads each, all sending for one API key.
 WORKER = """
@@ -35,8 +43,9 @@ print(json.dumps(slots))
 def test_workers_share_one_schedule_spaced_by_the_limit(tmp_path):
     rps = 40
     instance = f"test:{uuid.uuid4()}"
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rps), instance],
-                                cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rps), instance], cwd=ROOT,
+                                env={**os.environ, "TMPDIR": str(tmp_path)},
+                                stdout=subprocess.PIPE, text=True) for _ in range(3)]
     taken = [pair for w in workers for pair in json.loads(w.communicate(timeout=30)[0])]
     slots = sorted(slot for slot, _ in taken)
     assert len(slots) == 60
