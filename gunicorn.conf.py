@@ -10,7 +10,7 @@ worker_class = "gthread"
 # Measured with `python -m bench` on 2 cores (bench/RESULTS.md). A kept-alive connection stays
 # with the worker that accepted it, and one worker often takes most of a burst of new ones:
 # 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
-# 4 x 64 = 256 sends in flight; each worker stays near 50 MB.
+# 4 x 64 = 256 requests in flight; a worker peaked at 69 MB under the benchmark.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections
