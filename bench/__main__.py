@@ -254,7 +254,7 @@ def main():
         env = {"DATABASE_PATH": str(OUT / "bench.db"), "VONAGE_API_URL": standins.vonage,
                "MOENGAGE_DELIVERY_URL": f"{standins.moengage}/sms/dlr/custom/bench?region=eu",
                "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET, "VONAGE_FROM": "Bench",
-               "VONAGE_MAX_RPS": "0"}
+               "VONAGE_MAX_RPS": "0", "DATABASE_URL": ARGS.database_url}
         if {"sends", "webhooks", "mix"} & set(ARGS.only):
             with Gunicorn("app:app", env, OUT / "connector.log") as connector:
                 if "sends" in ARGS.only:
@@ -416,6 +416,9 @@ def parse_args():
                         help="seconds of load before each row is measured (default 2)")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS,
                         help="run these parts only (default: all)")
+    parser.add_argument("--database-url", default="", metavar="URL",
+                        help="keep the connector's state in this PostgreSQL database instead of "
+                             "SQLite (its max_connections must exceed workers x threads)")
     parser.add_argument("--quick", action="store_true",
                         help="3 s per row after 1 s warm-up, users 64 only: a smoke run")
     args = parser.parse_args()
