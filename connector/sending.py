@@ -135,6 +135,13 @@ def send(services, req, api_key, api_secret):
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
         log.warning("send to=%s failed: %s %s", phone.mask(req.to), status, failure.reason)
+    except Exception:
+        # Our own fault (the database, say), before or without a Vonage answer: release the
+        # key so MoEngage's retry tries again instead of waiting out a stale claim.
+        if key:
+            store.finish_send(key, claim.token, 500, {"status": "failed", "error": "internal "
+                              "error"}, time.time(), remember=False)
+        raise
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
     return _answer(status, answer, retry_after, events)

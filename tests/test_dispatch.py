@@ -366,3 +366,14 @@ def test_send_skips_the_proxy_for_a_host_in_no_proxy(make_app, vonage, monkeypat
     client = make_app().test_client()
     assert send(client, GOOD).status_code == 200
     assert vonage.requests[0]["path"] == "/v1/messages"
+
+
+def test_an_internal_error_releases_the_send_so_a_retry_sends(app, vonage, monkeypatch):
+    store = app.extensions["connector"].store
+    real = store.is_opted_out
+    monkeypatch.setattr(store, "is_opted_out", lambda number: 1 / 0)
+    client = app.test_client()
+    assert send(client, GOOD).status_code == 500
+    monkeypatch.setattr(store, "is_opted_out", real)
+    assert send(client, GOOD).status_code == 200
+    assert len(vonage.sent()) == 1
