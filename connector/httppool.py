@@ -1,5 +1,6 @@
 """The pooled `requests.Session` each outside client uses, one per worker process."""
 import os
+import threading
 from urllib.parse import urlsplit
 
 import requests
@@ -27,3 +28,21 @@ def pooled_session(pool_size, *urls):
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class ProcessSession:
+    """`pooled_session(pool_size, *urls)`, made on first use in each process: gunicorn forks
+    workers after the app is built, and a socket must never be shared across the fork."""
+
+    def __init__(self, pool_size, *urls):
+        self.pool_size, self.urls = pool_size, urls
+        self._session, self._pid = None, None
+        self._lock = threading.Lock()
+
+    def get(self):
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._session = pooled_session(self.pool_size, *self.urls)
+                    self._pid = os.getpid()
+        return self._session

@@ -1,13 +1,11 @@
 """MoEngage clients: post an event to the delivery tracking URL, write a subscription change
 with the Data API's Track User. Each says only whether MoEngage accepted; knows no Flask."""
 import logging
-import os
-import threading
 import time
 
 import requests
 
-from .httppool import pooled_session
+from .httppool import ProcessSession
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05
@@ -27,18 +25,7 @@ class MoEngageClient:
         self.track_user_url = f"{data_api_base}/v1/customer/{workspace_id}"
         self.data_api_auth = (workspace_id, data_api_key)
         self.timeout = (CONNECT_TIMEOUT, timeout)
-        self.pool_size = pool_size
-        self._session, self._pid = None, None
-        self._lock = threading.Lock()
-
-    def _http(self):
-        if self._pid != os.getpid():  # never share sockets across gunicorn's fork
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._session = pooled_session(self.pool_size, self.delivery_url,
-                                                   self.track_user_url)
-                    self._pid = os.getpid()
-        return self._session
+        self._http = ProcessSession(pool_size, delivery_url, self.track_user_url).get
 
     def _post(self, url, payload, auth=None, retries=0):
         """POST; 2xx or NotAccepted. `retries` more tries after a 429, a 5xx or no answer."""

@@ -4,8 +4,6 @@ Knows nothing of Flask. Retries only what cannot send an SMS twice: a refused or
 connection (the request never reached Vonage), a 5xx (Vonage did not take it), and a 429.
 """
 import logging
-import os
-import threading
 import time
 from email.utils import parsedate_to_datetime
 
@@ -13,7 +11,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from .errors import Failure
-from .httppool import pooled_session
+from .httppool import ProcessSession
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmit window, as requests' docs advise
@@ -70,18 +68,7 @@ class VonageClient:
 
     def __init__(self, base_url, pool_size=10):
         self.url = f"{base_url.rstrip('/')}/v1/messages"
-        self.pool_size = pool_size
-        self._session = None
-        self._pid = None
-        self._lock = threading.Lock()
-
-    def _http(self):
-        if self._pid != os.getpid():  # never share sockets across gunicorn's fork
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._session = pooled_session(self.pool_size, self.url)
-                    self._pid = os.getpid()
-        return self._session
+        self._http = ProcessSession(pool_size, self.url).get
 
     def send(self, api_key, api_secret, message, timeout):
         """POST the message; return Vonage's message_uuid or raise VonageError.
