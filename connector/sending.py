@@ -139,8 +139,8 @@ def send(services, req, api_key, api_secret):
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
         if key:
-            store.finish_send(key, claim.token, 500, {"status": "failed", "error": "internal "
-                              "error"}, time.time(), remember=False)
+            store.finish_send(key, claim.token, 500, Failure(500, "internal error").answer(),
+                              time.time(), remember=False)
         raise
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
