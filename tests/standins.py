@@ -1,9 +1,11 @@
-"""Vonage and MoEngage stand-ins: real HTTP servers on loopback that answer as the contracts in
-../shared/ say, so the connector's real clients, timeouts and retries are what is tested.
+"""Vonage and MoEngage stand-ins: real HTTP servers on loopback that answer as Vonage's and
+MoEngage's published contracts say, so the connector's real clients, timeouts and retries are
+what is tested.
 
 Each server records what it received and can be scripted: `script(...)` queues answers that
 the next requests get in turn, after which it answers as the real service does.
 """
+
 import base64
 import json
 import re
@@ -14,8 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "vonage"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vonage"  # sources: its README.md
 API_KEY, API_SECRET = "abcd1234", "Secr3t:with:colons"
 ACCOUNTS = {API_KEY: API_SECRET, "efgh5678": "other-secret"}
 E164 = re.compile(r"[1-9][0-9]{6,14}")
@@ -47,8 +48,12 @@ class StandIn:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                record = {"path": self.path, "headers": dict(self.headers), "raw": raw,
-                          "time": time.time()}
+                record = {
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "raw": raw,
+                    "time": time.time(),
+                }
                 try:
                     record["json"] = json.loads(raw)
                 except ValueError:
@@ -113,22 +118,29 @@ class VonageStandIn(StandIn):
         if urlsplit(record["path"]).path != "/v1/messages":
             return Answer(404, fixture("python-sdk/messages__not_found.json"))
         auth = record["headers"].get("Authorization", "")
-        accepted = {"Basic " + base64.b64encode(f"{k}:{s}".encode()).decode()
-                    for k, s in ACCOUNTS.items()}
+        accepted = {
+            "Basic " + base64.b64encode(f"{k}:{s}".encode()).decode() for k, s in ACCOUNTS.items()
+        }
         if auth not in accepted:
             return Answer(401, fixture("python-sdk/http_client__401.json"))
         body = record["json"]
         if not isinstance(body, dict):
             return Answer(422, fixture("php-sdk/bad-request.json"))
-        valid = (body.get("message_type") == "text" and body.get("channel") == "sms"
-                 and isinstance(body.get("to"), str) and E164.fullmatch(body["to"])
-                 and body.get("from") and isinstance(body.get("text"), str)
-                 and 1 <= len(body["text"]) <= 3200
-                 and len(body.get("client_ref") or "") <= 100)
+        valid = (
+            body.get("message_type") == "text"
+            and body.get("channel") == "sms"
+            and isinstance(body.get("to"), str)
+            and E164.fullmatch(body["to"])
+            and body.get("from")
+            and isinstance(body.get("text"), str)
+            and 1 <= len(body["text"]) <= 3200
+            and len(body.get("client_ref") or "") <= 100
+        )
         if not valid:
             return Answer(422, fixture("python-sdk/messages__invalid_error.json"))
-        return Answer(202, {"message_uuid": str(uuid.uuid4())},
-                      headers={"X-Request-Id": str(uuid.uuid4())})
+        return Answer(
+            202, {"message_uuid": str(uuid.uuid4())}, headers={"X-Request-Id": str(uuid.uuid4())}
+        )
 
     def sent(self):
         """The messages Vonage accepted (requests that got a 202)."""
