@@ -3,6 +3,7 @@
 Each can be overridden by environment: PORT, WEB_CONCURRENCY (workers), GUNICORN_THREADS,
 GUNICORN_REUSE_PORT, GUNICORN_TIMEOUT, GUNICORN_GRACEFUL_TIMEOUT, GUNICORN_KEEPALIVE.
 """
+
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"

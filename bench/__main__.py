@@ -7,6 +7,7 @@ connector. The load generator (bench/loadgen.py) runs in its own process for eac
 a Markdown table and the targets of issue 4, and writes both to bench/out/results.md.
 Traffic goes to 127.0.0.1 only; every process it starts is stopped before it exits.
 """
+
 import argparse
 import json
 import os
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +65,19 @@ def children(pid):
 class StandIns:
     def __init__(self, vonage_latency, moengage_latency):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.standins", "--vonage-latency", str(vonage_latency),
-             "--moengage-latency", str(moengage_latency)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "bench.standins",
+                "--vonage-latency",
+                str(vonage_latency),
+                "--moengage-latency",
+                str(moengage_latency),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         _, vonage, moengage = self.proc.stdout.readline().split()
         self.vonage, self.moengage = (f"http://127.0.0.1:{p}" for p in (vonage, moengage))
 
@@ -89,11 +100,15 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app],
-            cwd=ROOT, env={**os.environ, **env, "PORT": str(self.port)},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT,
+            env={**os.environ, **env, "PORT": str(self.port)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -162,15 +177,28 @@ def percentile(values, q):
 
 def run_load(server, standins, spec):
     """One row: the load generator against `server`, with what everyone used meanwhile."""
-    spec = {"port": server.port, "api_key": API_KEY, "api_secret": API_SECRET,
-            "signature_secret": SIGNATURE_SECRET, "application_id": "bench-app",
-            "warmup": ARGS.warmup, "duration": ARGS.duration, **spec}
+    spec = {
+        "port": server.port,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "signature_secret": SIGNATURE_SECRET,
+        "application_id": "bench-app",
+        "warmup": ARGS.warmup,
+        "duration": ARGS.duration,
+        **spec,
+    }
     standins.reset()
     server.reset_peak_rss()
     log_offset = server.log_size()
     cpu_before = server.cpu_seconds(), cpu_seconds(standins.proc.pid)
-    loadgen = subprocess.run([sys.executable, "-m", "bench.loadgen"], cwd=ROOT, check=True,
-                             input=json.dumps(spec), capture_output=True, text=True)
+    loadgen = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen"],
+        cwd=ROOT,
+        check=True,
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+    )
     result = json.loads(loadgen.stdout)
     wall = result["wall_seconds"]
     result["connector_cpu"] = (server.cpu_seconds() - cpu_before[0]) / wall
@@ -192,26 +220,41 @@ def row(name, load, result, kinds, expected_ok=(200,), note=""):
         for code, n in result["codes"].get(k, {}).items():
             codes[code] = codes.get(code, 0) + n
     errors = sum(n for code, n in codes.items() if code not in {str(c) for c in expected_ok})
-    return {"name": name, "load": load, "rps": len(latencies) / result["duration"],
-            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-            "p99": percentile(latencies, 99), "o50": percentile(overheads, 50),
-            "o99": percentile(overheads, 99), "errors": errors, "codes": codes,
-            "rss": result["peak_rss_mb"], "loadgen": result["loadgen_cpu"],
-            "connector": result["connector_cpu"], "standins": result["standins_cpu"],
-            "locked": result["locked"], "note": note}
+    return {
+        "name": name,
+        "load": load,
+        "rps": len(latencies) / result["duration"],
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+        "o50": percentile(overheads, 50),
+        "o99": percentile(overheads, 99),
+        "errors": errors,
+        "codes": codes,
+        "rss": result["peak_rss_mb"],
+        "loadgen": result["loadgen_cpu"],
+        "connector": result["connector_cpu"],
+        "standins": result["standins_cpu"],
+        "locked": result["locked"],
+        "note": note,
+    }
 
 
-HEADER = ("| run | load | 200s/s | p50 ms | p95 ms | p99 ms | overhead p50 / p99 ms | errors "
-          "| peak RSS/worker MB | CPU % connector / stand-ins / load gen | notes |\n"
-          "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+HEADER = (
+    "| run | load | 200s/s | p50 ms | p95 ms | p99 ms | overhead p50 / p99 ms | errors "
+    "| peak RSS/worker MB | CPU % connector / stand-ins / load gen | notes |\n"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+)
 
 
 def markdown(r):
     cpu = f"{r['connector'] * 100:.0f} / {r['standins'] * 100:.0f} / {r['loadgen'] * 100:.0f}"
     errors = str(r["errors"]) + (f" ({r['codes']})" if r["errors"] else "")
-    return (f"| {r['name']} | {r['load']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} "
-            f"| {r['p99']:.1f} | {r['o50']:.1f} / {r['o99']:.1f} | {errors} | {r['rss']:.0f} "
-            f"| {cpu} | {r['note']} |")
+    return (
+        f"| {r['name']} | {r['load']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} "
+        f"| {r['p99']:.1f} | {r['o50']:.1f} / {r['o99']:.1f} | {errors} | {r['rss']:.0f} "
+        f"| {cpu} | {r['note']} |"
+    )
 
 
 def exactly_once(result):
@@ -223,9 +266,11 @@ def exactly_once(result):
     unexpected = sum(1 for key in posts if key not in expected)
     ok = missing == twice == unexpected == 0 and bool(expected)
     sent = sum(result["codes"].get("status", {}).values())
-    return ok, (f"{len(expected)} events (+{sent - len(expected)} redeliveries) -> "
-                f"MoEngage got {sum(posts.values())}: missing {missing}, twice {twice}, "
-                f"unexpected {unexpected}")
+    return ok, (
+        f"{len(expected)} events (+{sent - len(expected)} redeliveries) -> "
+        f"MoEngage got {sum(posts.values())}: missing {missing}, twice {twice}, "
+        f"unexpected {unexpected}"
+    )
 
 
 def show(line):
@@ -245,24 +290,47 @@ def main():
         show(HEADER)
         ceilings = {}
         if "ceiling" in ARGS.only:
-            with Gunicorn("bench.ceiling:app", {"BENCH_CEILING_LATENCY": str(ARGS.vonage_latency)},
-                          OUT / "ceiling.log") as ceiling:
+            with Gunicorn(
+                "bench.ceiling:app",
+                {"BENCH_CEILING_LATENCY": str(ARGS.vonage_latency)},
+                OUT / "ceiling.log",
+            ) as ceiling:
                 for c in ARGS.concurrency:
-                    rows.append(show_row(row("ceiling", f"{c} users", run_load(ceiling, standins, {
-                        "mode": "closed", "concurrency": c, "weights": {"send": 1}}), ["send"])))
+                    rows.append(
+                        show_row(
+                            row(
+                                "ceiling",
+                                f"{c} users",
+                                run_load(
+                                    ceiling,
+                                    standins,
+                                    {"mode": "closed", "concurrency": c, "weights": {"send": 1}},
+                                ),
+                                ["send"],
+                            )
+                        )
+                    )
                     ceilings[c] = rows[-1]["rps"]
-        env = {"DATABASE_PATH": str(OUT / "bench.db"), "VONAGE_API_URL": standins.vonage,
-               "MOENGAGE_DELIVERY_URL": f"{standins.moengage}/sms/dlr/custom/bench?region=eu",
-               "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET, "VONAGE_FROM": "Bench",
-               "VONAGE_MAX_RPS": "0", "DATABASE_URL": ARGS.database_url}
+        env = {
+            "DATABASE_PATH": str(OUT / "bench.db"),
+            "VONAGE_API_URL": standins.vonage,
+            "MOENGAGE_DELIVERY_URL": f"{standins.moengage}/sms/dlr/custom/bench?region=eu",
+            "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+            "VONAGE_FROM": "Bench",
+            "VONAGE_MAX_RPS": "0",
+            "DATABASE_URL": ARGS.database_url,
+        }
         if {"sends", "webhooks", "mix"} & set(ARGS.only):
             with Gunicorn("app:app", env, OUT / "connector.log") as connector:
                 if "sends" in ARGS.only:
                     rows += sends(connector, standins, ceilings)
                 rows += webhooks(connector, standins)
         if "limit" in ARGS.only:
-            env = {**env, "DATABASE_PATH": str(OUT / "bench-rps.db"),
-                   "VONAGE_MAX_RPS": str(ARGS.max_rps)}
+            env = {
+                **env,
+                "DATABASE_PATH": str(OUT / "bench-rps.db"),
+                "VONAGE_MAX_RPS": str(ARGS.max_rps),
+            }
             with Gunicorn("app:app", env, OUT / "connector-rps.log") as limited:
                 rows.append(rate_limited(limited, standins))
     finally:
@@ -280,15 +348,25 @@ def show_row(r):
 def sends(connector, standins, ceilings):
     rows = []
     for c in ARGS.concurrency:
-        r = row("sends", f"{c} users", run_load(connector, standins, {
-            "mode": "closed", "concurrency": c, "weights": {"send": 1}}), ["send"])
+        r = row(
+            "sends",
+            f"{c} users",
+            run_load(
+                connector, standins, {"mode": "closed", "concurrency": c, "weights": {"send": 1}}
+            ),
+            ["send"],
+        )
         if c in ceilings:
             r["ratio"] = r["rps"] / ceilings[c]
             r["note"] = f"{r['ratio']:.2f} of ceiling"
         rows.append(show_row(r))
-    r = row("sends", f"{ARGS.rate}/s open", run_load(connector, standins, {
-        "mode": "open", "rate": ARGS.rate, "weights": {"send": 1}}), ["send"],
-        note="fixed arrival rate")
+    r = row(
+        "sends",
+        f"{ARGS.rate}/s open",
+        run_load(connector, standins, {"mode": "open", "rate": ARGS.rate, "weights": {"send": 1}}),
+        ["send"],
+        note="fixed arrival rate",
+    )
     r["open"] = True
     rows.append(show_row(r))
     return rows
@@ -296,21 +374,38 @@ def sends(connector, standins, ceilings):
 
 def webhooks(connector, standins):
     """Status webhooks alone, then mixed with sends; each checked for exactly-once."""
-    parts = [(name, weights, kinds) for part, name, weights, kinds in (
-        ("webhooks", "status webhooks", {"status": 1}, ["status"]),
-        ("mix", "mix 1 send : 2 webhooks", {"send": 1, "status": 2}, ["send", "status"]))
-        if part in ARGS.only]
-    if parts and http(f"{connector.url}/webhooks/status", "POST", b"{}",
-                      {"Content-Type": "application/json"})[0] == 404:
-        show("| status webhooks | | | | | | | | | | not run: this checkout has no "
-             "/webhooks/status |")
+    parts = [
+        (name, weights, kinds)
+        for part, name, weights, kinds in (
+            ("webhooks", "status webhooks", {"status": 1}, ["status"]),
+            ("mix", "mix 1 send : 2 webhooks", {"send": 1, "status": 2}, ["send", "status"]),
+        )
+        if part in ARGS.only
+    ]
+    if (
+        parts
+        and http(
+            f"{connector.url}/webhooks/status", "POST", b"{}", {"Content-Type": "application/json"}
+        )[0]
+        == 404
+    ):
+        show(
+            "| status webhooks | | | | | | | | | | not run: this checkout has no /webhooks/status |"
+        )
         return []
     rows = []
     for name, weights, kinds in parts:
         for c in ARGS.concurrency:
-            result = run_load(connector, standins, {
-                "mode": "closed", "concurrency": c, "weights": weights,
-                "duplicates": ARGS.duplicates})
+            result = run_load(
+                connector,
+                standins,
+                {
+                    "mode": "closed",
+                    "concurrency": c,
+                    "weights": weights,
+                    "duplicates": ARGS.duplicates,
+                },
+            )
             ok, note = exactly_once(result)
             r = row(name, f"{c} users", result, kinds, note=note)
             r["exactly_once"] = ok
@@ -322,31 +417,48 @@ def webhooks(connector, standins):
 
 def rate_limited(limited, standins):
     """A campaign faster than VONAGE_MAX_RPS: smoothed to it, the excess 429 + Retry-After."""
-    result = run_load(limited, standins, {"mode": "open", "rate": ARGS.limited_rate,
-                                          "weights": {"send": 1}})
+    result = run_load(
+        limited, standins, {"mode": "open", "rate": ARGS.limited_rate, "weights": {"send": 1}}
+    )
     most = result["vonage"]["most_in_any_second"]
     refused = result["latencies"].get("send 429", [])
-    r = row(f"sends, VONAGE_MAX_RPS={ARGS.max_rps:g}", f"{ARGS.limited_rate}/s open", result,
-            ["send"], expected_ok=(200, 429),
-            note=f"Vonage saw at most {most} in any 1 s; answers {dict(result['codes']['send'])}"
-                 f"; the 429s took p50 {percentile(refused, 50):.0f} ms, "
-                 f"p99 {percentile(refused, 99):.0f} ms")
+    r = row(
+        f"sends, VONAGE_MAX_RPS={ARGS.max_rps:g}",
+        f"{ARGS.limited_rate}/s open",
+        result,
+        ["send"],
+        expected_ok=(200, 429),
+        note=f"Vonage saw at most {most} in any 1 s; answers {dict(result['codes']['send'])}"
+        f"; the 429s took p50 {percentile(refused, 50):.0f} ms, "
+        f"p99 {percentile(refused, 99):.0f} ms",
+    )
     r["most"] = most
     return show_row(r)
 
 
 def header():
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    show(f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    show(f"- command: `{' '.join(shlex.quote(a) for a in ['python', '-m', 'bench', *sys.argv[1:]])}`")
-    show(f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, "
-         f"Python {platform.python_version()}")
-    show(f"- gunicorn: {CONFIG['workers']} workers x {CONFIG['threads']} threads "
-         f"({CONFIG['worker_class']}); Vonage stand-in {ARGS.vonage_latency * 1000:g} ms, "
-         f"MoEngage stand-in {ARGS.moengage_latency * 1000:g} ms; {ARGS.duration:g} s measured "
-         f"per row after {ARGS.warmup:g} s warm-up")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    show(f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    show(
+        f"- command: `{' '.join(shlex.quote(a) for a in ['python', '-m', 'bench', *sys.argv[1:]])}`"
+    )
+    show(
+        f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+    show(
+        f"- gunicorn: {CONFIG['workers']} workers x {CONFIG['threads']} threads "
+        f"({CONFIG['worker_class']}); Vonage stand-in {ARGS.vonage_latency * 1000:g} ms, "
+        f"MoEngage stand-in {ARGS.moengage_latency * 1000:g} ms; {ARGS.duration:g} s measured "
+        f"per row after {ARGS.warmup:g} s warm-up"
+    )
     show("")
 
 
@@ -357,37 +469,74 @@ def targets(rows):
     if sends:
         good = [r for r in sends if r["rps"] >= 300 and r["errors"] == 0 and r["ratio"] >= 0.8]
         best = max(good or sends, key=lambda r: r["rps"])
-        lines.append((f"sends >= 300/s at {ARGS.vonage_latency * 1000:g} ms Vonage latency, "
-                      "zero errors, >= 0.8 of the ceiling", bool(good),
-                      f"{best['rps']:.0f}/s at {best['load']}, {best['errors']} errors, "
-                      f"{best['ratio']:.2f} of ceiling"))
+        lines.append(
+            (
+                (
+                    f"sends >= 300/s at {ARGS.vonage_latency * 1000:g} ms Vonage latency, "
+                    "zero errors, >= 0.8 of the ceiling"
+                ),
+                bool(good),
+                (
+                    f"{best['rps']:.0f}/s at {best['load']}, {best['errors']} errors, "
+                    f"{best['ratio']:.2f} of ceiling"
+                ),
+            )
+        )
     for r in rows:
         if r.get("open"):
-            lines.append((f"p99 overhead <= 25 ms at {ARGS.rate} sends/s", r["o99"] <= 25,
-                          f"{r['o99']:.1f} ms"))
+            lines.append(
+                (
+                    f"p99 overhead <= 25 ms at {ARGS.rate} sends/s",
+                    r["o99"] <= 25,
+                    f"{r['o99']:.1f} ms",
+                )
+            )
     hooks = [r for r in rows if "exactly_once" in r]
     if hooks:
         alone = [r for r in hooks if r["name"] == "status webhooks"] or hooks
         top = max(alone, key=lambda r: r["rps"])
-        lines.append(("status webhooks >= 500/s, each forwarded exactly once",
-                      top["rps"] >= 500 and top["errors"] == 0
-                      and all(r["exactly_once"] for r in hooks),
-                      f"{top['rps']:.0f} webhooks/s ({top['forwarded_rps']:.0f} new events/s "
-                      f"forwarded, the rest redeliveries) at {top['load']}; exactly once in "
-                      f"every run: {'yes' if all(r['exactly_once'] for r in hooks) else 'NO'}"))
+        lines.append(
+            (
+                "status webhooks >= 500/s, each forwarded exactly once",
+                top["rps"] >= 500 and top["errors"] == 0 and all(r["exactly_once"] for r in hooks),
+                (
+                    f"{top['rps']:.0f} webhooks/s ({top['forwarded_rps']:.0f} new events/s "
+                    f"forwarded, the rest redeliveries) at {top['load']}; exactly once in "
+                    f"every run: {'yes' if all(r['exactly_once'] for r in hooks) else 'NO'}"
+                ),
+            )
+        )
     lines += [
-        ('no "database is locked"', all(r["locked"] == 0 for r in rows),
-         f"{sum(r['locked'] for r in rows)} in the connector's logs"),
-        ("peak RSS <= 80 MB per worker", all(r["rss"] <= 80 for r in rows),
-         f"largest {max(r['rss'] for r in rows):.0f} MB"),
+        (
+            'no "database is locked"',
+            all(r["locked"] == 0 for r in rows),
+            f"{sum(r['locked'] for r in rows)} in the connector's logs",
+        ),
+        (
+            "peak RSS <= 80 MB per worker",
+            all(r["rss"] <= 80 for r in rows),
+            f"largest {max(r['rss'] for r in rows):.0f} MB",
+        ),
     ]
     for r in rows:
         if "most" in r:
-            lines.append((f"VONAGE_MAX_RPS={ARGS.max_rps:g}: Vonage never sees more in any "
-                          "second; the excess answered 429", r["most"] <= ARGS.max_rps
-                          and r["errors"] == 0, f"at most {r['most']} in any 1 s window"))
-    lines.append(("the load generator is not the bottleneck", all(r["loadgen"] < 0.5 for r in rows),
-                  f"its CPU peaked at {max(r['loadgen'] for r in rows) * 100:.0f} % of one core"))
+            lines.append(
+                (
+                    (
+                        f"VONAGE_MAX_RPS={ARGS.max_rps:g}: Vonage never sees more in any "
+                        "second; the excess answered 429"
+                    ),
+                    r["most"] <= ARGS.max_rps and r["errors"] == 0,
+                    f"at most {r['most']} in any 1 s window",
+                )
+            )
+    lines.append(
+        (
+            "the load generator is not the bottleneck",
+            all(r["loadgen"] < 0.5 for r in rows),
+            f"its CPU peaked at {max(r['loadgen'] for r in rows) * 100:.0f} % of one core",
+        )
+    )
     show("")
     show("| target | met | measured |\n|---|---|---|")
     for name, met, measured in lines:
@@ -396,31 +545,82 @@ def targets(rows):
 
 def parse_args():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--vonage-latency", type=float, default=0.2, metavar="S",
-                        help="seconds the Vonage stand-in takes to answer (default 0.2)")
-    parser.add_argument("--moengage-latency", type=float, default=0.05, metavar="S",
-                        help="seconds the MoEngage stand-in takes to answer (default 0.05)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 128, 256],
-                        metavar="N", help="closed-loop users per row (default 16 64 128 256)")
-    parser.add_argument("--rate", type=int, default=100,
-                        help="sends/s of the fixed-rate row (default 100)")
-    parser.add_argument("--max-rps", type=float, default=30,
-                        help="VONAGE_MAX_RPS of the rate-limit row (default 30)")
-    parser.add_argument("--limited-rate", type=int, default=60,
-                        help="sends/s offered in the rate-limit row (default 60)")
-    parser.add_argument("--duplicates", type=float, default=0.1,
-                        help="share of status webhooks Vonage delivers twice (default 0.1)")
-    parser.add_argument("--duration", type=float, default=10, metavar="S",
-                        help="seconds measured per row (default 10)")
-    parser.add_argument("--warmup", type=float, default=2, metavar="S",
-                        help="seconds of load before each row is measured (default 2)")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS,
-                        help="run these parts only (default: all)")
-    parser.add_argument("--database-url", default="", metavar="URL",
-                        help="keep the connector's state in this PostgreSQL database instead of "
-                             "SQLite (its max_connections must exceed workers x threads)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 s per row after 1 s warm-up, users 64 only: a smoke run")
+    parser.add_argument(
+        "--vonage-latency",
+        type=float,
+        default=0.2,
+        metavar="S",
+        help="seconds the Vonage stand-in takes to answer (default 0.2)",
+    )
+    parser.add_argument(
+        "--moengage-latency",
+        type=float,
+        default=0.05,
+        metavar="S",
+        help="seconds the MoEngage stand-in takes to answer (default 0.05)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[16, 64, 128, 256],
+        metavar="N",
+        help="closed-loop users per row (default 16 64 128 256)",
+    )
+    parser.add_argument(
+        "--rate", type=int, default=100, help="sends/s of the fixed-rate row (default 100)"
+    )
+    parser.add_argument(
+        "--max-rps",
+        type=float,
+        default=30,
+        help="VONAGE_MAX_RPS of the rate-limit row (default 30)",
+    )
+    parser.add_argument(
+        "--limited-rate",
+        type=int,
+        default=60,
+        help="sends/s offered in the rate-limit row (default 60)",
+    )
+    parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.1,
+        help="share of status webhooks Vonage delivers twice (default 0.1)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10,
+        metavar="S",
+        help="seconds measured per row (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2,
+        metavar="S",
+        help="seconds of load before each row is measured (default 2)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="run these parts only (default: all)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        metavar="URL",
+        help="keep the connector's state in this PostgreSQL database instead of "
+        "SQLite (its max_connections must exceed workers x threads)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 s per row after 1 s warm-up, users 64 only: a smoke run",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.concurrency = 3, 1, [64]

@@ -4,6 +4,7 @@ is reported as a share of it.
 
     BENCH_CEILING_LATENCY=0.2 gunicorn --config gunicorn.conf.py bench.ceiling:app
 """
+
 import os
 import time
 
@@ -14,6 +15,7 @@ BODY = b'{"trackingId": "00000000-0000-0000-0000-000000000000", "status": "sent"
 def app(environ, start_response):
     environ["wsgi.input"].read()
     time.sleep(LATENCY)
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(BODY)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
+    )
     return [BODY]

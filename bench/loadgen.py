@@ -18,6 +18,7 @@ Kinds, mixed by `weights`:
   Vonage redelivers. The (message_uuid, status) pairs answered 200 are returned, for the
   exactly-once check against what the MoEngage stand-in received.
 """
+
 import asyncio
 import collections
 import hashlib
@@ -27,7 +28,7 @@ import resource
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jwt
 
@@ -87,24 +88,43 @@ class Workload:
         """A MoEngage send no earlier one resembles."""
         self.sends += 1
         n = self.sends + self.spec.get("offset", 0)
-        body = json.dumps({"to": f"447{n % 10**9:09d}", "text": f"Bench {self.tag} #{n}: "
-                           f"your code is {n % 10000:04d}", "campaign_id": f"bench-{self.tag}"})
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Custom {self.spec['api_key']}:{self.spec['api_secret']}"}
+        body = json.dumps(
+            {
+                "to": f"447{n % 10**9:09d}",
+                "text": f"Bench {self.tag} #{n}: your code is {n % 10000:04d}",
+                "campaign_id": f"bench-{self.tag}",
+            }
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Custom {self.spec['api_key']}:{self.spec['api_secret']}",
+        }
         return "send", http_post(self.spec.get("path", "/"), headers, body.encode()), None
 
     def status(self, message_uuid, status):
-        body = json.dumps({
-            "message_uuid": message_uuid, "to": "447700900000", "from": "Acme",
-            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "status": status, "client_ref": f"bench-{self.tag}",
-            "usage": {"currency": "EUR", "price": "0.0333"}, "channel": "sms"}).encode()
+        body = json.dumps(
+            {
+                "message_uuid": message_uuid,
+                "to": "447700900000",
+                "from": "Acme",
+                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "status": status,
+                "client_ref": f"bench-{self.tag}",
+                "usage": {"currency": "EUR", "price": "0.0333"},
+                "channel": "sms",
+            }
+        ).encode()
         return self.signed(body), f"{message_uuid} {FORWARDED_AS[status]}"
 
     def signed(self, body):
-        claims = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
-                  "payload_hash": hashlib.sha256(body).hexdigest(),
-                  "api_key": self.spec["api_key"], "application_id": self.spec["application_id"]}
+        claims = {
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "payload_hash": hashlib.sha256(body).hexdigest(),
+            "api_key": self.spec["api_key"],
+            "application_id": self.spec["application_id"],
+        }
         token = jwt.encode(claims, self.spec["signature_secret"], algorithm="HS256")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         return http_post("/webhooks/status", headers, body), body
@@ -151,7 +171,7 @@ class Results:
 async def attempt(conn, data):
     try:
         return await asyncio.wait_for(conn.request(data), 10)
-    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         conn.close()
         return type(exc).__name__
 
@@ -166,6 +186,7 @@ async def closed(spec, workload, results, stop_at):
             status = await attempt(conn, data)
             results.record(kind, started, time.perf_counter(), status, key)
         conn.close()
+
     await asyncio.gather(*(user() for _ in range(spec["concurrency"])))
 
 
@@ -214,8 +235,15 @@ if __name__ == "__main__":
     wall = time.perf_counter()
     results = asyncio.run(main(spec))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    json.dump({"latencies": results.latencies, "codes": results.codes,
-               "forwarded": sorted(results.forwarded),
-               "forwarded_in_window": results.forwarded_in_window, "duration": spec["duration"],
-               "cpu_seconds": usage.ru_utime + usage.ru_stime,
-               "wall_seconds": time.perf_counter() - wall}, sys.stdout)
+    json.dump(
+        {
+            "latencies": results.latencies,
+            "codes": results.codes,
+            "forwarded": sorted(results.forwarded),
+            "forwarded_in_window": results.forwarded_in_window,
+            "duration": spec["duration"],
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "wall_seconds": time.perf_counter() - wall,
+        },
+        sys.stdout,
+    )

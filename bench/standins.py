@@ -9,6 +9,7 @@ received, `POST /_reset` forgets it.
     python -m bench.standins --vonage-latency 0.2 --moengage-latency 0.05
 prints `ready <vonage port> <moengage port>` once both listen.
 """
+
 import argparse
 import asyncio
 import json
@@ -53,8 +54,10 @@ class StandIn:
                     self.arrivals.append(time.time())
                     status, body = await self.answer(raw)
                 data = json.dumps(body).encode()
-                writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (status, len(data), data))
+                writer.write(
+                    b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (status, len(data), data)
+                )
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -74,9 +77,11 @@ class Vonage(StandIn):
 
     def stats(self):
         per_second = Counter(int(t) for t in self.arrivals)
-        return {"received": len(self.arrivals),
-                "most_in_any_second": most_in_one_second(self.arrivals),
-                "per_second": [per_second[s] for s in sorted(per_second)]}
+        return {
+            "received": len(self.arrivals),
+            "most_in_any_second": most_in_one_second(self.arrivals),
+            "per_second": [per_second[s] for s in sorted(per_second)],
+        }
 
 
 class MoEngage(StandIn):
@@ -99,8 +104,10 @@ class MoEngage(StandIn):
 
 async def main(args):
     vonage, moengage = Vonage(args.vonage_latency), MoEngage(args.moengage_latency)
-    servers = [await asyncio.start_server(s.handle, "127.0.0.1", 0, backlog=1024)
-               for s in (vonage, moengage)]
+    servers = [
+        await asyncio.start_server(s.handle, "127.0.0.1", 0, backlog=1024)
+        for s in (vonage, moengage)
+    ]
     ports = [s.sockets[0].getsockname()[1] for s in servers]
     print("ready", *ports, flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))

@@ -1,4 +1,5 @@
 """The Vonage SMS connector for MoEngage: `create_app()` builds the Flask app."""
+
 import logging
 
 from flask import Flask, jsonify
@@ -21,6 +22,7 @@ def create_app(config=None):
     app.extensions["connector"] = build_services(settings)
 
     from . import cli, dispatch, health, webhooks
+
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
@@ -31,8 +33,11 @@ def create_app(config=None):
     for problem in settings.problems():
         log.error("configuration: %s", problem)
     if settings.vonage_timeout >= 5:
-        log.warning("configuration: VONAGE_TIMEOUT=%g leaves no margin in MoEngage's 5 s "
-                    "wait; keep it under 5", settings.vonage_timeout)
+        log.warning(
+            "configuration: VONAGE_TIMEOUT=%g leaves no margin in MoEngage's 5 s "
+            "wait; keep it under 5",
+            settings.vonage_timeout,
+        )
     return app
 
 
@@ -46,6 +51,7 @@ def configure_logging(level):
 
 def register_error_handlers(app):
     """Every error is JSON `{"status": "failed", "error": ...}`, never an HTML page."""
+
     @app.errorhandler(Failure)
     def failure(exc):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}

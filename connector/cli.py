@@ -1,7 +1,8 @@
 """`flask --app app <command>`: push pending events, list and lift opt-outs, requeue events,
 copy a SQLite file into PostgreSQL."""
+
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 from flask.cli import with_appcontext
@@ -9,17 +10,20 @@ from flask.cli import with_appcontext
 from . import outbox, phone
 from .services import services
 from .store import OPTIN
-from .store.transfer import NotAConnectorDatabase, copy_sqlite as copy_rows
+from .store.transfer import NotAConnectorDatabase
+from .store.transfer import copy_sqlite as copy_rows
 
 
 def _when(epoch):
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _print_pending(rows):
     for event_id, target, attempts, error, created in rows:
-        click.echo(f"#{event_id} {target} since {_when(created)}, {attempts} tries"
-                   f"{': ' + error if error else ''}")
+        click.echo(
+            f"#{event_id} {target} since {_when(created)}, {attempts} tries"
+            f"{': ' + error if error else ''}"
+        )
 
 
 @click.command("pending")
@@ -57,7 +61,7 @@ def requeue_command(since):
     except ValueError:
         raise click.BadParameter("use ISO 8601, e.g. 2026-11-23T10:00:00Z") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     count = services().store.requeue_events(moment.timestamp())
     click.echo(f"{count} events pending again; run `flask --app app push` to send them")
 
@@ -87,8 +91,9 @@ def optin_command(number):
         click.echo(f"{phone.mask(number)} is not opted out")
         return
     now = time.time()
-    _, event_ids = ctx.store.set_subscription(number, OPTIN, now, now,
-                                              ctx.settings.data_api_enabled)
+    _, event_ids = ctx.store.set_subscription(
+        number, OPTIN, now, now, ctx.settings.data_api_enabled
+    )
     click.echo(f"{phone.mask(number)} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
@@ -112,8 +117,9 @@ def copy_sqlite(path):
     """
     ctx = services()
     if not ctx.settings.database_url:
-        raise click.ClickException("DATABASE_URL is not set: copy-sqlite copies into the "
-                                   "PostgreSQL database it names")
+        raise click.ClickException(
+            "DATABASE_URL is not set: copy-sqlite copies into the PostgreSQL database it names"
+        )
     try:
         counts = copy_rows(path, ctx.store)
     except NotAConnectorDatabase as exc:
@@ -124,8 +130,14 @@ def copy_sqlite(path):
     click.echo("Rows the database already had, or had newer, were kept as they were.")
 
 
-COMMANDS = [pending_command, push_command, requeue_command, optouts_command, optin_command,
-            copy_sqlite]
+COMMANDS = [
+    pending_command,
+    push_command,
+    requeue_command,
+    optouts_command,
+    optin_command,
+    copy_sqlite,
+]
 
 
 def init_app(app):

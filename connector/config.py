@@ -1,4 +1,5 @@
 """Every setting in one place: environment (and `.env`) -> a typed, validated Settings."""
+
 import os
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
@@ -54,20 +55,26 @@ class Settings:
         """What stops the connector from working, each with its fix (never a secret's value)."""
         found = []
         if not self.moengage_delivery_url:
-            found.append("MOENGAGE_DELIVERY_URL is not set: copy the SMS delivery tracking URL "
-                         "from MoEngage (Settings > Channels > SMS > your sender) into it")
+            found.append(
+                "MOENGAGE_DELIVERY_URL is not set: copy the SMS delivery tracking URL "
+                "from MoEngage (Settings > Channels > SMS > your sender) into it"
+            )
         elif urlsplit(self.moengage_delivery_url).scheme not in ("http", "https"):
             found.append("MOENGAGE_DELIVERY_URL must be an http(s) URL")
         if not self.vonage_signature_secrets:
-            found.append("VONAGE_SIGNATURE_SECRET is not set: copy the signature secret from the "
-                         "Vonage Dashboard (Settings > Signed webhooks)")
+            found.append(
+                "VONAGE_SIGNATURE_SECRET is not set: copy the signature secret from the "
+                "Vonage Dashboard (Settings > Signed webhooks)"
+            )
         return found
 
 
 _ENV = {
     "moengage_delivery_url": ("MOENGAGE_DELIVERY_URL", str),
-    "vonage_signature_secrets": ("VONAGE_SIGNATURE_SECRET",
-                                 lambda v: tuple(s.strip() for s in v.split(",") if s.strip())),
+    "vonage_signature_secrets": (
+        "VONAGE_SIGNATURE_SECRET",
+        lambda v: tuple(s.strip() for s in v.split(",") if s.strip()),
+    ),
     "vonage_api_url": ("VONAGE_API_URL", lambda v: v.rstrip("/")),
     "vonage_from": ("VONAGE_FROM", str),
     "moengage_workspace_id": ("MOENGAGE_WORKSPACE_ID", str),

@@ -1,4 +1,5 @@
 """Route: MoEngage's send, `POST /` and `POST /webhooks/message-dispatcher`."""
+
 import json
 
 from flask import Blueprint, jsonify, request

@@ -1,4 +1,5 @@
 """Route: `GET /health`, for the PaaS and for a newcomer checking their settings."""
+
 from flask import Blueprint, jsonify
 
 from .services import services
@@ -14,10 +15,12 @@ def health():
         ctx.store.ping()
     except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
         problems.append(f"database does not answer: {type(exc).__name__}")
-    body = {"status": "ok" if not problems else "unavailable",
-            "database": ctx.store.describe().split(":", 1)[0],
-            "data_api_sync": ctx.settings.data_api_enabled,
-            "status_webhooks_requested": bool(ctx.settings.public_url)}
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "database": ctx.store.describe().split(":", 1)[0],
+        "data_api_sync": ctx.settings.data_api_enabled,
+        "status_webhooks_requested": bool(ctx.settings.public_url),
+    }
     if problems:
         body["problems"] = problems
     return jsonify(body), 200 if not problems else 503

@@ -1,4 +1,5 @@
 """The pooled `requests.Session` each outside client uses, one per worker process."""
+
 import os
 import threading
 from urllib.parse import urlsplit
@@ -22,8 +23,9 @@ def pooled_session(pool_size, *urls):
         parts = urlsplit(url)
         proxy = select_proxy(url, get_environ_proxies(url))
         session.proxies[f"{parts.scheme}://{parts.hostname}"] = proxy  # None: no proxy
-    session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                      or True)
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

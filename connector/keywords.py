@@ -1,4 +1,5 @@
 """Classify an inbound reply as an opt-out, an opt-in, or neither."""
+
 import re
 
 OPTOUT = "OPTOUT"

@@ -1,5 +1,6 @@
 """MoEngage clients: post an event to the delivery tracking URL, write a subscription change
 with the Data API's Track User. Each says only whether MoEngage accepted; knows no Flask."""
+
 import logging
 import time
 
@@ -19,8 +20,9 @@ class NotAccepted(Exception):
 
 
 class MoEngageClient:
-    def __init__(self, delivery_url, data_api_base, workspace_id, data_api_key, timeout,
-                 pool_size=10):
+    def __init__(
+        self, delivery_url, data_api_base, workspace_id, data_api_key, timeout, pool_size=10
+    ):
         self.delivery_url = delivery_url
         self.track_user_url = f"{data_api_base}/v1/customer/{workspace_id}"
         self.data_api_auth = (workspace_id, data_api_key)
@@ -32,8 +34,9 @@ class MoEngageClient:
         while True:
             # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
             try:
-                response = self._http().post(url, json=payload, auth=auth,
-                                             timeout=self.timeout, allow_redirects=False)
+                response = self._http().post(
+                    url, json=payload, auth=auth, timeout=self.timeout, allow_redirects=False
+                )
                 status = response.status_code
             except requests.RequestException as exc:
                 status, reason = None, f"no answer from MoEngage ({type(exc).__name__})"
@@ -52,10 +55,14 @@ class MoEngageClient:
 
     def track_user(self, customer_id, subscription):
         """Set the user's `moe_sms_subscription` (OPTOUT / OPTIN) with Track User."""
-        body = {"type": "customer", "customer_id": customer_id,
-                "attributes": {"moe_sms_subscription": subscription}}
-        return self._post(self.track_user_url, body, auth=self.data_api_auth,
-                          retries=DATA_API_RETRIES)
+        body = {
+            "type": "customer",
+            "customer_id": customer_id,
+            "attributes": {"moe_sms_subscription": subscription},
+        }
+        return self._post(
+            self.track_user_url, body, auth=self.data_api_auth, retries=DATA_API_RETRIES
+        )
 
     def deliver(self, event):
         """Send one outbox event where its target says; raise NotAccepted on failure."""

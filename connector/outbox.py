@@ -1,5 +1,6 @@
 """Forward stored events to MoEngage: each posted by one worker at a time, marked sent only
 once MoEngage accepted it, and left pending (for a redelivery or `flask push`) otherwise."""
+
 import logging
 import time
 
@@ -23,8 +24,12 @@ def push(services, event_ids):
             status = client.deliver(event)
         except NotAccepted as exc:
             store.event_failed(event.id, str(exc))
-            log.warning("forward %s failed (attempt %d): %s; kept pending", _name(event),
-                        event.attempts + 1, exc)
+            log.warning(
+                "forward %s failed (attempt %d): %s; kept pending",
+                _name(event),
+                event.attempts + 1,
+                exc,
+            )
             delivered = False
             continue
         store.event_sent(event.id, time.time())
@@ -42,6 +47,8 @@ def push_pending(services, limit=1000):
 
 def _name(event):
     if event.target == "data_api":
-        return (f"{event.payload['subscription']} of "
-                f"{phone.mask(event.payload.get('number'))} to the Data API")
+        return (
+            f"{event.payload['subscription']} of "
+            f"{phone.mask(event.payload.get('number'))} to the Data API"
+        )
     return event.dedupe_key

@@ -1,4 +1,5 @@
 """Phone numbers: normalise what MoEngage sends to Vonage's E.164-without-plus, and mask for logs."""
+
 import re
 
 _PUNCTUATION = re.compile(r"[\s\-.()+\[\]]")
@@ -11,13 +12,14 @@ def normalise(value):
     MoEngage users' numbers come as "+44 7700-900000", "(0044) 7700 900000" or an integer.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError("`to` must be a string or an integer")
+        raise ValueError("`to` must be a string or an integer")  # noqa: TRY004 - callers answer 400
     number = _PUNCTUATION.sub("", str(value))
-    if number.startswith("00"):
-        number = number[2:]
+    number = number.removeprefix("00")
     if not _E164.fullmatch(number):
-        raise ValueError("`to` must be a phone number of 7 to 15 digits in international "
-                         "format (country code first, e.g. 447700900000)")
+        raise ValueError(
+            "`to` must be a phone number of 7 to 15 digits in international "
+            "format (country code first, e.g. 447700900000)"
+        )
     return number
 
 

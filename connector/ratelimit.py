@@ -6,6 +6,7 @@ waits for it, and is refused with 429 + Retry-After when the slot is further off
 The schedule lives in a small file per API key, locked with flock, so all gunicorn workers
 share it without a server.
 """
+
 import fcntl
 import hashlib
 import math
@@ -70,8 +71,12 @@ class RateLimiter:
             slot = max(now, next_free)
             wait = slot - now
             if wait > max_wait:
-                raise Failure(429, "the send rate for this Vonage API key (VONAGE_MAX_RPS) is "
-                              "used up; retry later", retry_after=max(1, math.ceil(wait)))
+                raise Failure(
+                    429,
+                    "the send rate for this Vonage API key (VONAGE_MAX_RPS) is "
+                    "used up; retry later",
+                    retry_after=max(1, math.ceil(wait)),
+                )
             os.pwrite(fd, repr(slot + self.interval).encode().ljust(64), 0)
         finally:
             os.close(fd)  # also releases the lock

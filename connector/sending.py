@@ -3,6 +3,7 @@
 Plain functions, no Flask: parse and check the request, claim its idempotency key, send,
 record the answer so a retry or an identical send gets it without a second SMS.
 """
+
 import hashlib
 import json
 import logging
@@ -80,12 +81,15 @@ def parse_send(body, default_sender):
     if not sender:
         raise Failure(400, "no sender: give `from` in the body or set VONAGE_FROM")
     return SendRequest(
-        to=to, text=text, sender=sender,
+        to=to,
+        text=text,
+        sender=sender,
         client_ref=_optional(body, "client_ref", MAX_CLIENT_REF),
         campaign_id=_optional(body, "campaign_id", 500),
         customer_id=_optional(body, "customer_id", 500),
         template_id=_optional(body, "template_id", 100),
-        entity_id=_optional(body, "entity_id", 100))
+        entity_id=_optional(body, "entity_id", 100),
+    )
 
 
 def idempotency_key(api_key, req, dedupe_seconds):
@@ -95,7 +99,10 @@ def idempotency_key(api_key, req, dedupe_seconds):
     if req.client_ref:
         parts, window = ["ref", api_key, req.client_ref], None
     elif dedupe_seconds > 0:
-        parts, window = ["dup", api_key, req.sender, req.to, req.text, req.campaign_id], dedupe_seconds
+        parts, window = (
+            ["dup", api_key, req.sender, req.to, req.text, req.campaign_id],
+            dedupe_seconds,
+        )
     else:
         return None, None
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
@@ -112,18 +119,32 @@ def send(services, req, api_key, api_secret):
     settings, store = services.settings, services.store
     started = time.monotonic()
     now = time.time()
-    log.info("send received to=%s campaign=%s client_ref=%s", phone.mask(req.to),
-             req.campaign_id, req.client_ref)
+    log.info(
+        "send received to=%s campaign=%s client_ref=%s",
+        phone.mask(req.to),
+        req.campaign_id,
+        req.client_ref,
+    )
     events = []
     if req.customer_id:
         events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
     key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
     if key:
-        claim = store.claim_send(key, now, window, settings.vonage_timeout + STALE_MARGIN,
-                                 req.to, req.campaign_id, req.customer_id)
+        claim = store.claim_send(
+            key,
+            now,
+            window,
+            settings.vonage_timeout + STALE_MARGIN,
+            req.to,
+            req.campaign_id,
+            req.customer_id,
+        )
         if claim.kind == "replay":
-            log.info("send to=%s answered from an identical earlier send (%s)",
-                     phone.mask(req.to), claim.status)
+            log.info(
+                "send to=%s answered from an identical earlier send (%s)",
+                phone.mask(req.to),
+                claim.status,
+            )
             return _answer(claim.status, claim.answer, events=events)
         if claim.kind == "wait":
             return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
@@ -139,8 +160,14 @@ def send(services, req, api_key, api_secret):
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
         if key:
-            store.finish_send(key, claim.token, 500, Failure(500, "internal error").answer(),
-                              time.time(), remember=False)
+            store.finish_send(
+                key,
+                claim.token,
+                500,
+                Failure(500, "internal error").answer(),
+                time.time(),
+                remember=False,
+            )
         raise
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
@@ -150,14 +177,22 @@ def send(services, req, api_key, api_secret):
 def _send_once(services, req, api_key, api_secret, started):
     settings = services.settings
     if services.store.is_opted_out(req.to):
-        raise Failure(422, "the recipient opted out (replied STOP); not sent. A START reply "
-                      "or `flask --app app optin` opts them back in")
+        raise Failure(
+            422,
+            "the recipient opted out (replied STOP); not sent. A START reply "
+            "or `flask --app app optin` opts them back in",
+        )
     remaining = settings.vonage_timeout - (time.monotonic() - started)
     services.limiter.acquire(api_key, max_wait=remaining - 1.0)
-    message = build_message(req.to, req.sender, req.text,
-                            client_ref=req.client_ref or (req.campaign_id or "")[:MAX_CLIENT_REF],
-                            content_id=req.template_id, entity_id=req.entity_id,
-                            webhook_url=settings.status_webhook_url)
+    message = build_message(
+        req.to,
+        req.sender,
+        req.text,
+        client_ref=req.client_ref or (req.campaign_id or "")[:MAX_CLIENT_REF],
+        content_id=req.template_id,
+        entity_id=req.entity_id,
+        webhook_url=settings.status_webhook_url,
+    )
     remaining = settings.vonage_timeout - (time.monotonic() - started)
     message_uuid = services.vonage.send(api_key, api_secret, message, remaining)
     log.info("vonage accepted to=%s message_uuid=%s", phone.mask(req.to), message_uuid)
@@ -172,8 +207,13 @@ def _join(store, key, deadline, req, events):
         if outcome and outcome[1] != "pending":
             return _answer(outcome[2], outcome[3], events=events)
         time.sleep(POLL_SECONDS)
-    return _answer(504, Failure(504, "an identical send is still waiting for Vonage; this one "
-                                "was not sent again").answer(), events=events)
+    return _answer(
+        504,
+        Failure(
+            504, "an identical send is still waiting for Vonage; this one was not sent again"
+        ).answer(),
+        events=events,
+    )
 
 
 def _answer(status, answer, retry_after=None, events=()):

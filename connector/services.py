@@ -1,4 +1,5 @@
 """What the routes work with, built once per app from the settings."""
+
 from dataclasses import dataclass
 
 from flask import after_this_request, current_app
@@ -29,12 +30,18 @@ def build_services(settings):
         settings=settings,
         store=store,
         vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
-        moengage=MoEngageClient(settings.moengage_delivery_url, settings.data_api_base,
-                                settings.moengage_workspace_id, settings.moengage_data_api_key,
-                                settings.moengage_timeout, pool_size=pool),
+        moengage=MoEngageClient(
+            settings.moengage_delivery_url,
+            settings.data_api_base,
+            settings.moengage_workspace_id,
+            settings.moengage_data_api_key,
+            settings.moengage_timeout,
+            pool_size=pool,
+        ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
-        limiter=RateLimiter(settings.vonage_max_rps, store.describe(),
-                            max_waiting=max(1, settings.threads // 2)),
+        limiter=RateLimiter(
+            settings.vonage_max_rps, store.describe(), max_waiting=max(1, settings.threads // 2)
+        ),
     )
 
 
@@ -44,6 +51,7 @@ def services():
 
 def run_after_response(task):
     """Run `task()` once this request's answer is sent, so the client does not wait for it."""
+
     @after_this_request
     def schedule(response):
         response.call_on_close(task)

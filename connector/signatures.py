@@ -5,6 +5,7 @@ Vonage's own SDK verifiers check only the signature; the hash check is what stop
 token from being replayed with another body. There is deliberately no maximum age: Vonage
 retries a webhook for 24 h and a redelivered event is deduplicated anyway.
 """
+
 import hashlib
 import hmac
 import time
@@ -51,7 +52,8 @@ def verify(authorization, raw_body, secrets, now=None):
     expected = hashlib.sha256(raw_body).hexdigest()
     payload_hash = claims.get("payload_hash")
     if not isinstance(payload_hash, str) or not hmac.compare_digest(
-            payload_hash.lower().encode(), expected.encode()):
+        payload_hash.lower().encode(), expected.encode()
+    ):
         raise Rejected(401, "payload_hash does not match the body")
     return claims
 
@@ -60,9 +62,16 @@ def _decode(token, secrets):
     """Try each configured secret (rotation); only a bad signature moves on to the next."""
     for secret in secrets:
         try:
-            return jwt.decode(token, secret, algorithms=[ALGORITHM],
-                              options={"require": ["iat", "payload_hash"], "verify_iat": False,
-                                       "verify_aud": False})
+            return jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                options={
+                    "require": ["iat", "payload_hash"],
+                    "verify_iat": False,
+                    "verify_aud": False,
+                },
+            )
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as exc:

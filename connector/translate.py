@@ -1,6 +1,7 @@
 """Vonage webhook bodies -> the events MoEngage is sent. Pure functions and tables."""
+
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import Failure
 
@@ -36,7 +37,7 @@ def parse_timestamp(value):
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -62,6 +63,13 @@ def failure_reason(body):
 
 def inbound_event(body, keyword, subscription):
     """The JSON posted to MoEngage's delivery tracking URL for one inbound reply."""
-    return {"type": "inbound", "messageId": body["message_uuid"], "from": body["from"],
-            "to": body.get("to"), "text": body["text"], "keyword": keyword,
-            "subscription": subscription, "timestamp": body.get("timestamp")}
+    return {
+        "type": "inbound",
+        "messageId": body["message_uuid"],
+        "from": body["from"],
+        "to": body.get("to"),
+        "text": body["text"],
+        "keyword": keyword,
+        "subscription": subscription,
+        "timestamp": body.get("timestamp"),
+    }

@@ -3,6 +3,7 @@
 Knows nothing of Flask. Retries only what cannot send an SMS twice: a refused or timed-out
 connection (the request never reached Vonage), a 5xx (Vonage did not take it), and a 429.
 """
+
 import logging
 import time
 from email.utils import parsedate_to_datetime
@@ -26,11 +27,18 @@ class VonageError(Failure):
 ANSWER_FOR = {400: 422, 401: 401, 403: 401, 402: 402, 422: 422}
 
 
-def build_message(to, sender, text, client_ref=None, content_id=None, entity_id=None,
-                  webhook_url=None):
+def build_message(
+    to, sender, text, client_ref=None, content_id=None, entity_id=None, webhook_url=None
+):
     """The JSON body of POST /v1/messages for one SMS, unset fields left out."""
-    message = {"message_type": "text", "channel": "sms", "to": to, "from": sender,
-               "text": text, "webhook_version": "v1"}
+    message = {
+        "message_type": "text",
+        "channel": "sms",
+        "to": to,
+        "from": sender,
+        "text": text,
+        "webhook_version": "v1",
+    }
     sms = {k: v for k, v in (("content_id", content_id), ("entity_id", entity_id)) if v}
     if sms:
         message["sms"] = sms
@@ -83,22 +91,33 @@ class VonageClient:
                 raise VonageError(502, f"Vonage could not be reached within {timeout:g} s")
             try:
                 response = self._http().post(
-                    self.url, json=message, auth=(api_key, api_secret),
+                    self.url,
+                    json=message,
+                    auth=(api_key, api_secret),
                     headers={"Accept": "application/json"},
-                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining), allow_redirects=False)
+                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                    allow_redirects=False,
+                )
             except requests.ConnectionError as exc:
                 if not _never_sent(exc):
                     # The request may have reached Vonage: a retry could send the SMS twice.
-                    raise VonageError(504, "the connection to Vonage broke before it answered; "
-                                      "the SMS may have been sent", remember=True) from None
+                    raise VonageError(
+                        504,
+                        "the connection to Vonage broke before it answered; "
+                        "the SMS may have been sent",
+                        remember=True,
+                    ) from None
                 if server_retries and self._pause(deadline, SERVER_RETRY_PAUSE):
                     server_retries -= 1
                     continue
                 raise VonageError(502, "could not connect to Vonage") from None
             except requests.Timeout:
                 # Read timeout: Vonage has the request and may have sent it. Never retried.
-                raise VonageError(504, f"Vonage did not answer within {timeout:g} s; the SMS "
-                                  "may have been sent", remember=True) from None
+                raise VonageError(
+                    504,
+                    f"Vonage did not answer within {timeout:g} s; the SMS may have been sent",
+                    remember=True,
+                ) from None
             status = response.status_code
             if 200 <= status < 300:
                 return _message_uuid(response)
@@ -107,8 +126,9 @@ class VonageClient:
                 # Retry only if the wait and one more try still fit before MoEngage gives up.
                 if self._pause(deadline, wait, reserve=0.5):
                     continue
-                raise VonageError(429, f"Vonage 429: {_problem(response)}",
-                                  retry_after=max(wait, 1))
+                raise VonageError(
+                    429, f"Vonage 429: {_problem(response)}", retry_after=max(wait, 1)
+                )
             if status >= 500 and server_retries and self._pause(deadline, SERVER_RETRY_PAUSE):
                 server_retries -= 1
                 continue

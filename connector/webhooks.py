@@ -3,6 +3,7 @@
 Each event is committed before it is forwarded, and Vonage gets 200 only once MoEngage has it
 (or already had it); otherwise 503, so Vonage redelivers while the event waits in the store.
 """
+
 import functools
 import json
 import logging
@@ -20,21 +21,27 @@ log = logging.getLogger(__name__)
 
 def signed(view):
     """Verify Vonage's JWT against the raw body before anything else is read."""
+
     @functools.wraps(view)
     def wrapper():
         raw = request.get_data(cache=True)
         try:
-            signatures.verify(request.headers.get("Authorization"), raw,
-                              services().settings.vonage_signature_secrets)
+            signatures.verify(
+                request.headers.get("Authorization"),
+                raw,
+                services().settings.vonage_signature_secrets,
+            )
         except signatures.Rejected as rejected:
-            log.warning("webhook %s rejected (%s): %s", request.path, rejected.status,
-                        rejected.reason)
+            log.warning(
+                "webhook %s rejected (%s): %s", request.path, rejected.status, rejected.reason
+            )
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
         try:
             g.body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise Failure(400, "the body must be JSON") from None
         return view()
+
     return wrapper
 
 
@@ -50,8 +57,8 @@ def status():
         log.info("status %s of %s is not forwarded", vonage_status, uuid)
         return _ack("ignored")
     outcome, event_id = ctx.store.record_status(
-        uuid, mapped, mapped in translate.FINAL, translate.delivery_event(body, mapped),
-        time.time())
+        uuid, mapped, mapped in translate.FINAL, translate.delivery_event(body, mapped), time.time()
+    )
     if outcome in ("duplicate", "superseded"):
         log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
         return _ack(outcome)
@@ -66,16 +73,27 @@ def inbound():
     if not isinstance(body.get("text"), str):
         raise Failure(400, "missing or not a string: text")
     settings = ctx.settings
-    word, subscription = keywords.classify(body["text"], settings.opt_out_keywords,
-                                           settings.opt_in_keywords)
+    word, subscription = keywords.classify(
+        body["text"], settings.opt_out_keywords, settings.opt_in_keywords
+    )
     number = _number(body["from"])
     event_ts = translate.parse_timestamp(body.get("timestamp")) or time.time()
     first, event_ids = ctx.store.record_inbound(
-        body["message_uuid"], number, subscription, event_ts,
-        translate.inbound_event(body, word, subscription), time.time(),
-        settings.data_api_enabled)
-    log.info("inbound verified message_uuid=%s from=%s subscription=%s%s", body["message_uuid"],
-             phone.mask(number), subscription, "" if first else " (redelivery)")
+        body["message_uuid"],
+        number,
+        subscription,
+        event_ts,
+        translate.inbound_event(body, word, subscription),
+        time.time(),
+        settings.data_api_enabled,
+    )
+    log.info(
+        "inbound verified message_uuid=%s from=%s subscription=%s%s",
+        body["message_uuid"],
+        phone.mask(number),
+        subscription,
+        "" if first else " (redelivery)",
+    )
     if not event_ids:
         return _ack("duplicate")
     return _forward(ctx, event_ids)
@@ -92,8 +110,13 @@ def _number(value):
 def _forward(ctx, event_ids):
     if not outbox.push(ctx, event_ids):
         ctx.backlog = True
-        return jsonify({"status": "pending", "error": "MoEngage did not accept the event; "
-                        "it is kept and forwarded on Vonage's retry"}), 503
+        return jsonify(
+            {
+                "status": "pending",
+                "error": "MoEngage did not accept the event; "
+                "it is kept and forwarded on Vonage's retry",
+            }
+        ), 503
     if ctx.backlog:  # MoEngage answers again: forward what earlier failures left pending
         run_after_response(lambda: _sweep(ctx))
     return _ack("forwarded")

@@ -1,5 +1,6 @@
 """Fixtures: stand-in servers, an app built per test on a fresh database of each backend
 (SQLite always; PostgreSQL when TEST_DATABASE_URL is set), and `sign()`."""
+
 import base64
 import hashlib
 import json
@@ -7,13 +8,13 @@ import time
 import uuid
 
 import jwt
-import pytest
-
 import pgtest
+import pytest
+from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
+
 from connector import create_app
 from connector.config import load_settings
 from connector.store import open_store
-from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
 SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"
 AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
@@ -92,6 +93,7 @@ def make_app(settings):
     def make(**overrides):
         apps.append(create_app({**settings, **overrides}))
         return apps[-1]
+
     yield make
     for app in apps:  # PostgreSQL: give the pool's connections back before the schema goes
         app.extensions["connector"].store.close()
@@ -114,9 +116,14 @@ def send(client, body, headers=AUTH, path="/"):
 def sign(body, secret=SIGNATURE_SECRET, **claims):
     """An `Authorization` header as Vonage signs a webhook: HS256 JWT with payload_hash."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    payload = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
-               "payload_hash": hashlib.sha256(raw).hexdigest(), "api_key": API_KEY,
-               "application_id": str(uuid.uuid4())}
+    payload = {
+        "iat": int(time.time()),
+        "jti": str(uuid.uuid4()),
+        "iss": "Vonage",
+        "payload_hash": hashlib.sha256(raw).hexdigest(),
+        "api_key": API_KEY,
+        "application_id": str(uuid.uuid4()),
+    }
     payload.update(claims)
     token = jwt.encode(payload, secret, algorithm="HS256")
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -130,6 +137,7 @@ def b64(data):
 def unused_port():
     """A loopback port nothing listens on: connections to it are refused."""
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -142,12 +150,26 @@ def webhook(client, path, body, headers=None):
 
 
 def status_body(status="delivered", message_uuid="aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", **extra):
-    return {"message_uuid": message_uuid, "to": "447700900000", "from": "Acme",
-            "timestamp": "2025-02-03T12:14:25Z", "status": status, "channel": "sms", **extra}
+    return {
+        "message_uuid": message_uuid,
+        "to": "447700900000",
+        "from": "Acme",
+        "timestamp": "2025-02-03T12:14:25Z",
+        "status": status,
+        "channel": "sms",
+        **extra,
+    }
 
 
-def inbound_body(text="STOP", message_uuid=None, sender="447700900000",
-                 timestamp="2025-02-03T12:14:25Z"):
-    return {"channel": "sms", "message_uuid": message_uuid or str(uuid.uuid4()),
-            "to": "447700900001", "from": sender, "timestamp": timestamp, "text": text,
-            "sms": {"num_messages": "1", "keyword": text.split()[0].upper() if text else ""}}
+def inbound_body(
+    text="STOP", message_uuid=None, sender="447700900000", timestamp="2025-02-03T12:14:25Z"
+):
+    return {
+        "channel": "sms",
+        "message_uuid": message_uuid or str(uuid.uuid4()),
+        "to": "447700900001",
+        "from": sender,
+        "timestamp": timestamp,
+        "text": text,
+        "sms": {"num_messages": "1", "keyword": text.split()[0].upper() if text else ""},
+    }

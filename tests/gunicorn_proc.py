@@ -1,4 +1,5 @@
 """Run the connector for real: gunicorn with the production config, in its own process group."""
+
 import os
 import signal
 import socket
@@ -22,16 +23,25 @@ class Connector:
     def __init__(self, env, workers=2, threads=8):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "PORT": str(self.port),
-                    "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads)}
+        self.env = {
+            **os.environ,
+            **env,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_THREADS": str(threads),
+        }
         self.proc = None
 
     def start(self, log_path):
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

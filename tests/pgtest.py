@@ -4,6 +4,7 @@ Each test gets a schema of its own (reached through `search_path` in the URL it 
 the connector creates its tables there at start exactly as on a fresh database, and no test
 sees another's rows. Without TEST_DATABASE_URL the PostgreSQL half of the suite is skipped.
 """
+
 import os
 import uuid
 from contextlib import contextmanager
@@ -13,8 +14,10 @@ import psycopg
 from psycopg import sql
 
 URL = os.environ.get("TEST_DATABASE_URL", "")
-SKIP_REASON = ("PostgreSQL tests need TEST_DATABASE_URL (a postgresql:// URL of a database they "
-               "may create schemas in); `bash .ci/run` starts a throwaway server and sets it")
+SKIP_REASON = (
+    "PostgreSQL tests need TEST_DATABASE_URL (a postgresql:// URL of a database they "
+    "may create schemas in); `bash .ci/run` starts a throwaway server and sets it"
+)
 
 
 def with_search_path(url, schema):

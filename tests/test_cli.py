@@ -1,9 +1,10 @@
 """The flask commands: push pending events, list and lift opt-outs, requeue, copy-sqlite."""
-import pytest
 
-from connector.store import OPTOUT, SqliteStore
+import pytest
 from conftest import inbound_body, send, status_body, webhook
 from standins import Answer
+
+from connector.store import OPTOUT, SqliteStore
 
 WORKSPACE = {"moengage_workspace_id": "WS123", "moengage_data_api_key": "data-key-xyz"}
 
@@ -55,8 +56,9 @@ def test_optin_by_hand_lifts_the_opt_out_and_syncs_it(make_app, moengage, vonage
     webhook(client, "/webhooks/inbound", inbound_body("STOP"))
     result = app.test_cli_runner().invoke(args=["optin", "+44 7700 900000"])
     assert "opted in" in result.output and "synced" in result.output
-    calls = [r["json"]["attributes"]["moe_sms_subscription"]
-             for r in moengage.posts("/v1/customer/")]
+    calls = [
+        r["json"]["attributes"]["moe_sms_subscription"] for r in moengage.posts("/v1/customer/")
+    ]
     assert calls == ["OPTOUT", "OPTIN"]
     assert send(client, {"to": "447700900000", "text": "back"}).status_code == 200
 

@@ -1,4 +1,5 @@
 """Settings: read once from the environment, typed, with defaults from the contract."""
+
 import pytest
 
 from connector.config import load_settings
@@ -15,11 +16,17 @@ def test_defaults_follow_the_contract():
 
 
 def test_environment_is_parsed():
-    s = load_settings(environ={
-        "VONAGE_SIGNATURE_SECRET": "old, new", "VONAGE_TIMEOUT": "3.5",
-        "MOENGAGE_DELIVERY_URL": "https://api-02.moengage.com/sms/dlr/custom/9?a=b",
-        "OPT_OUT_KEYWORDS": "stop, arret", "VONAGE_API_URL": "https://api-eu.nexmo.com/",
-        "MOENGAGE_WORKSPACE_ID": "ws", "MOENGAGE_DATA_API_KEY": "k"})
+    s = load_settings(
+        environ={
+            "VONAGE_SIGNATURE_SECRET": "old, new",
+            "VONAGE_TIMEOUT": "3.5",
+            "MOENGAGE_DELIVERY_URL": "https://api-02.moengage.com/sms/dlr/custom/9?a=b",
+            "OPT_OUT_KEYWORDS": "stop, arret",
+            "VONAGE_API_URL": "https://api-eu.nexmo.com/",
+            "MOENGAGE_WORKSPACE_ID": "ws",
+            "MOENGAGE_DATA_API_KEY": "k",
+        }
+    )
     assert s.vonage_signature_secrets == ("old", "new")
     assert s.vonage_timeout == 3.5
     assert s.opt_out_keywords == ("STOP", "ARRET")

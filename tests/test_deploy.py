@@ -1,18 +1,33 @@
 """The one-click deploy files: Heroku's app.json and Render's render.yaml describe the same app."""
+
 import json
 import re
 from pathlib import Path
 
 import pytest
-
 import yaml_subset
+
 from connector.config import _ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heroku's app.json schema (devcenter "app.json Schema"): every key it defines, and no other.
-APP_JSON_KEYS = {"name", "description", "keywords", "website", "repository", "logo",
-                 "success_url", "scripts", "env", "formation", "image", "addons", "buildpacks",
-                 "environments", "stack"}
+APP_JSON_KEYS = {
+    "name",
+    "description",
+    "keywords",
+    "website",
+    "repository",
+    "logo",
+    "success_url",
+    "scripts",
+    "env",
+    "formation",
+    "image",
+    "addons",
+    "buildpacks",
+    "environments",
+    "stack",
+}
 ENV_KEYS = {"description", "value", "required", "generator"}
 FORMATION_KEYS = {"quantity", "size"}
 ADDON_KEYS = {"plan", "as", "options"}
@@ -20,9 +35,14 @@ ADDON_KEYS = {"plan", "as", "options"}
 RENDER_KEYS = {"services", "databases", "envVarGroups", "projects", "ungrouped", "previews"}
 ENV_SOURCES = {"value", "sync", "generateValue", "fromDatabase", "fromService", "fromGroup"}
 # What the connector and gunicorn.conf.py read.
-SETTINGS = {var for var, _ in _ENV.values()} | {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS",
-                                                "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
-                                                "GUNICORN_KEEPALIVE"}
+SETTINGS = {var for var, _ in _ENV.values()} | {
+    "PORT",
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_KEEPALIVE",
+}
 REQUIRED = {"VONAGE_SIGNATURE_SECRET"}  # the one setting a newcomer has before deploying
 
 
@@ -37,8 +57,9 @@ def blueprint():
 
 
 def procfile():
-    return dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines()
-                if line.strip())
+    return dict(
+        line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
 
 
 def test_app_json_uses_only_herokus_keys(app_json):
@@ -79,8 +100,10 @@ def test_render_yaml_is_one_python_web_service_and_its_database(blueprint):
     assert service["startCommand"].split()[0] == "gunicorn"
     assert service["startCommand"].endswith(" app:app") and procfile()["web"].endswith(" app:app")
     env = {entry["key"]: entry for entry in service["envVars"]}
-    assert env["DATABASE_URL"]["fromDatabase"] == {"name": database["name"],
-                                                   "property": "connectionString"}
+    assert env["DATABASE_URL"]["fromDatabase"] == {
+        "name": database["name"],
+        "property": "connectionString",
+    }
     for key, entry in env.items():
         assert len(set(entry) & ENV_SOURCES) == 1 and set(entry) <= ENV_SOURCES | {"key"}, key
         assert isinstance(entry.get("value", ""), str), key  # numbers quoted: Render wants text
@@ -95,15 +118,32 @@ def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
         assert render_env[var].get("value") == spec.get("value"), var
 
 
-@pytest.mark.parametrize("text", ["a: [1]\n", "a: {b: 1}\n", "a: &x 1\n", "a: |\n  b\n",
-                                  "a: 1\na: 2\n", "a:\n\tb: 1\n", "a: b: c\n", "a: 'open\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [1]\n",
+        "a: {b: 1}\n",
+        "a: &x 1\n",
+        "a: |\n  b\n",
+        "a: 1\na: 2\n",
+        "a:\n\tb: 1\n",
+        "a: b: c\n",
+        "a: 'open\n",
+    ],
+)
 def test_the_yaml_reader_refuses_what_is_outside_its_subset(text):
     with pytest.raises(yaml_subset.YamlError):
         yaml_subset.parse(text)
 
 
 def test_the_yaml_reader_reads_its_subset():
-    text = ("# comment\nlist:\n  - key: 'it''s'  # trailing\n    n: 2\n  - plain app:app\n"
-            "same:\n- \"x # y\"\n- 1.5\nempty:\nflag: true\n")
-    assert yaml_subset.parse(text) == {"list": [{"key": "it's", "n": 2}, "plain app:app"],
-                                       "same": ["x # y", 1.5], "empty": None, "flag": True}
+    text = (
+        "# comment\nlist:\n  - key: 'it''s'  # trailing\n    n: 2\n  - plain app:app\n"
+        'same:\n- "x # y"\n- 1.5\nempty:\nflag: true\n'
+    )
+    assert yaml_subset.parse(text) == {
+        "list": [{"key": "it's", "n": 2}, "plain app:app"],
+        "same": ["x # y", 1.5],
+        "empty": None,
+        "flag": True,
+    }

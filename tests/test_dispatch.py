@@ -1,9 +1,9 @@
 """Contract section 1: the send, MoEngage -> connector -> Vonage, every row of it."""
+
 import threading
 import time
 
 import pytest
-
 from conftest import AUTH, send
 from standins import Answer, fixture
 
@@ -16,8 +16,14 @@ def test_send_answers_200_with_tracking_id_and_sends_the_sms(client, vonage):
     assert response.json["status"] == "sent"
     [request] = vonage.requests
     message = request["json"]
-    assert message == {"message_type": "text", "channel": "sms", "to": "447700900000",
-                       "from": "Acme", "text": "Your code is 1234", "webhook_version": "v1"}
+    assert message == {
+        "message_type": "text",
+        "channel": "sms",
+        "to": "447700900000",
+        "from": "Acme",
+        "text": "Your code is 1234",
+        "webhook_version": "v1",
+    }
     assert request["headers"]["Authorization"].startswith("Basic ")
     assert len(response.json["trackingId"]) == 36
 
@@ -25,8 +31,7 @@ def test_send_answers_200_with_tracking_id_and_sends_the_sms(client, vonage):
 def test_tracking_id_is_vonage_message_uuid(client, vonage):
     vonage.script(Answer(202, fixture("python-sdk/messages__send_message.json")))
     response = send(client, GOOD)
-    assert response.json == {"trackingId": "d8f86df1-dec6-442f-870a-2241be27d721",
-                             "status": "sent"}
+    assert response.json == {"trackingId": "d8f86df1-dec6-442f-870a-2241be27d721", "status": "sent"}
 
 
 def test_message_dispatcher_path_is_the_same_handler(client, vonage):
@@ -42,29 +47,49 @@ def test_form_encoded_body_is_accepted(client, vonage):
 
 
 def test_json_without_content_type_is_accepted(client, vonage):
-    response = client.post("/", data=b'{"to": "447700900000", "text": "hi"}',
-                           headers={**AUTH, "Content-Type": "text/plain"})
+    response = client.post(
+        "/",
+        data=b'{"to": "447700900000", "text": "hi"}',
+        headers={**AUTH, "Content-Type": "text/plain"},
+    )
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("to, expected", [
-    ("+447700900000", "447700900000"),
-    ("0044 7700 900000", "447700900000"),
-    ("+1 (555) 010-9999", "15550109999"),
-    ("+33.6.12.34.56.78", "33612345678"),
-    ("[44] 7700-900000", "447700900000"),
-    (447700900000, "447700900000"),
-    ("1234567", "1234567"),
-    ("123456789012345", "123456789012345"),
-])
+@pytest.mark.parametrize(
+    "to, expected",
+    [
+        ("+447700900000", "447700900000"),
+        ("0044 7700 900000", "447700900000"),
+        ("+1 (555) 010-9999", "15550109999"),
+        ("+33.6.12.34.56.78", "33612345678"),
+        ("[44] 7700-900000", "447700900000"),
+        (447700900000, "447700900000"),
+        ("1234567", "1234567"),
+        ("123456789012345", "123456789012345"),
+    ],
+)
 def test_to_is_normalised(client, vonage, to, expected):
     response = send(client, {"to": to, "text": "hi"})
     assert response.status_code == 200
     assert vonage.sent()[0]["to"] == expected
 
 
-@pytest.mark.parametrize("to", ["", None, "123456", "1234567890123456", "07700900000",
-                                "+44 7700 90000x", "abc", True, 4.5, ["447700900000"], "00"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "",
+        None,
+        "123456",
+        "1234567890123456",
+        "07700900000",
+        "+44 7700 90000x",
+        "abc",
+        True,
+        4.5,
+        ["447700900000"],
+        "00",
+    ],
+)
 def test_bad_to_is_400(client, vonage, to):
     response = send(client, {"to": to, "text": "hi"})
     assert response.status_code == 400
@@ -85,7 +110,7 @@ def test_bad_text_is_400(client, vonage, text):
 
 
 def test_text_of_3200_code_points_is_sent_untouched(client, vonage):
-    text = "\U0001F600" * 3199 + " "
+    text = "\U0001f600" * 3199 + " "
     response = send(client, {"to": "447700900000", "text": text})
     assert response.status_code == 200
     assert vonage.sent()[0]["text"] == text
@@ -105,8 +130,10 @@ def test_from_overrides_default_sender(client, vonage):
 
 def test_template_and_entity_ids_go_to_sms_block(client, vonage):
     send(client, {**GOOD, "template_id": "1107457532145798767", "entity_id": 1101456324675322134})
-    assert vonage.sent()[0]["sms"] == {"content_id": "1107457532145798767",
-                                       "entity_id": "1101456324675322134"}
+    assert vonage.sent()[0]["sms"] == {
+        "content_id": "1107457532145798767",
+        "entity_id": "1101456324675322134",
+    }
 
 
 def test_campaign_id_is_vonage_client_ref_when_none_given(client, vonage):
@@ -121,9 +148,20 @@ def test_public_url_asks_vonage_for_status_webhooks(make_app, vonage):
     assert vonage.sent()[0]["webhook_url"] == "https://connector.example.com/webhooks/status"
 
 
-@pytest.mark.parametrize("header", [None, "", "Basic YWJjOmRlZg==", "Bearer x", "Custom",
-                                    "Custom abcd1234", "Custom :secret", "Custom key:",
-                                    "Custom k\u00e9y:secret"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic YWJjOmRlZg==",
+        "Bearer x",
+        "Custom",
+        "Custom abcd1234",
+        "Custom :secret",
+        "Custom key:",
+        "Custom k\u00e9y:secret",
+    ],
+)
 def test_bad_authorization_is_401(client, vonage, header):
     headers = {} if header is None else {"Authorization": header}
     response = send(client, GOOD, headers=headers)
@@ -158,12 +196,15 @@ def test_other_keys_are_ignored(client, vonage):
     assert "ttl" not in vonage.sent()[0]
 
 
-@pytest.mark.parametrize("vonage_status, body, answer", [
-    (401, "python-sdk/http_client__401.json", 401),
-    (403, "python-sdk/http_client__403.json", 401),
-    (402, "python-sdk/messages__low_balance_error.json", 402),
-    (422, "python-sdk/messages__invalid_error.json", 422),
-])
+@pytest.mark.parametrize(
+    "vonage_status, body, answer",
+    [
+        (401, "python-sdk/http_client__401.json", 401),
+        (403, "python-sdk/http_client__403.json", 401),
+        (402, "python-sdk/messages__low_balance_error.json", 402),
+        (422, "python-sdk/messages__invalid_error.json", 422),
+    ],
+)
 def test_vonage_refusals_map_to_the_contract(client, vonage, vonage_status, body, answer):
     problem = fixture(body)
     vonage.script(Answer(vonage_status, problem))
@@ -182,8 +223,9 @@ def test_wrong_vonage_credentials_are_401(client, vonage):
 
 
 def test_429_is_retried_after_retry_after(client, vonage):
-    vonage.script(Answer(429, fixture("python-sdk/http_client__429.json"),
-                         headers={"Retry-After": "1"}))
+    vonage.script(
+        Answer(429, fixture("python-sdk/http_client__429.json"), headers={"Retry-After": "1"})
+    )
     started = time.monotonic()
     response = send(client, GOOD)
     assert response.status_code == 200
@@ -193,8 +235,9 @@ def test_429_is_retried_after_retry_after(client, vonage):
 
 
 def test_429_that_cannot_wait_is_429_with_retry_after(client, vonage):
-    vonage.script(Answer(429, fixture("python-sdk/http_client__429.json"),
-                         headers={"Retry-After": "15"}))
+    vonage.script(
+        Answer(429, fixture("python-sdk/http_client__429.json"), headers={"Retry-After": "15"})
+    )
     started = time.monotonic()
     response = send(client, GOOD)
     assert response.status_code == 429
@@ -271,8 +314,11 @@ def test_client_ref_repeat_answers_first_result_without_sending(client, vonage):
 
 def test_client_ref_is_scoped_to_the_api_key(client, vonage):
     send(client, {**GOOD, "client_ref": "order-1"})
-    other = send(client, {**GOOD, "client_ref": "order-1"},
-                 headers={"Authorization": "Custom efgh5678:other-secret"})
+    other = send(
+        client,
+        {**GOOD, "client_ref": "order-1"},
+        headers={"Authorization": "Custom efgh5678:other-secret"},
+    )
     assert other.status_code == 200
     assert len(vonage.sent()) == 2
 
@@ -289,8 +335,9 @@ def test_identical_send_in_window_is_answered_from_the_first(client, vonage):
     assert len(vonage.requests) == 1
 
 
-@pytest.mark.parametrize("change", [{"text": "other"}, {"to": "447700900001"},
-                                    {"from": "Other"}, {"campaign_id": "c2"}])
+@pytest.mark.parametrize(
+    "change", [{"text": "other"}, {"to": "447700900001"}, {"from": "Other"}, {"campaign_id": "c2"}]
+)
 def test_sends_that_differ_are_both_sent(client, vonage, change):
     send(client, {**GOOD, "campaign_id": "c1"})
     send(client, {**GOOD, "campaign_id": "c1", **change})

@@ -1,4 +1,5 @@
 """Contract section 4: /health, start-up problems, and logs that never leak a secret."""
+
 import logging
 
 from conftest import AUTH, SIGNATURE_SECRET, send
@@ -40,9 +41,18 @@ def test_unreachable_database_is_503(make_app, tmp_path, unused_port):
 def test_logs_mask_numbers_and_hold_no_secret(client, vonage, caplog):
     with caplog.at_level(logging.DEBUG):
         send(client, {"to": "447700900123", "text": "hi"})
-        send(client, {"to": "447700900123", "text": "hi"},
-             headers={"Authorization": "Custom abcd1234:wrong"})
+        send(
+            client,
+            {"to": "447700900123", "text": "hi"},
+            headers={"Authorization": "Custom abcd1234:wrong"},
+        )
     assert "0123" in caplog.text
-    for leak in ("447700900123", API_SECRET, "wrong", AUTH["Authorization"], "Custom ",
-                 SIGNATURE_SECRET):
+    for leak in (
+        "447700900123",
+        API_SECRET,
+        "wrong",
+        AUTH["Authorization"],
+        "Custom ",
+        SIGNATURE_SECRET,
+    ):
         assert leak not in caplog.text

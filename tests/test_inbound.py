@@ -1,9 +1,9 @@
 """Contract section 3: replies, STOP/START, opt-out storage and sync to MoEngage."""
+
 import base64
 
 import pytest
-
-from conftest import AUTH, inbound_body, send, webhook
+from conftest import inbound_body, send, webhook
 from standins import Answer, fixture
 
 NUMBER = "447700900000"
@@ -26,10 +26,18 @@ def synced_app(make_app, moengage):
 def test_stop_opts_out_and_is_forwarded(app, client, moengage, vonage):
     body = inbound_body("STOP")
     assert webhook(client, "/webhooks/inbound", body).status_code == 200
-    assert tracked(moengage) == [{
-        "type": "inbound", "messageId": body["message_uuid"], "from": NUMBER,
-        "to": "447700900001", "text": "STOP", "keyword": "STOP", "subscription": "OPTOUT",
-        "timestamp": "2025-02-03T12:14:25Z"}]
+    assert tracked(moengage) == [
+        {
+            "type": "inbound",
+            "messageId": body["message_uuid"],
+            "from": NUMBER,
+            "to": "447700900001",
+            "text": "STOP",
+            "keyword": "STOP",
+            "subscription": "OPTOUT",
+            "timestamp": "2025-02-03T12:14:25Z",
+        }
+    ]
     response = send(client, {"to": "+44 7700 900000", "text": "hi"})
     assert response.status_code == 422
     assert vonage.requests == []
@@ -90,10 +98,15 @@ def test_inbound_is_forwarded_once(client, moengage):
     assert len(tracked(moengage)) == 1
 
 
-@pytest.mark.parametrize("body", [{"from": NUMBER, "text": "x"},
-                                  {"message_uuid": "u", "text": "x"},
-                                  {"message_uuid": "u", "from": NUMBER},
-                                  {"message_uuid": "u", "from": NUMBER, "text": 5}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"from": NUMBER, "text": "x"},
+        {"message_uuid": "u", "text": "x"},
+        {"message_uuid": "u", "from": NUMBER},
+        {"message_uuid": "u", "from": NUMBER, "text": 5},
+    ],
+)
 def test_inbound_without_required_fields_is_400(client, moengage, body):
     assert webhook(client, "/webhooks/inbound", body).status_code == 400
     assert moengage.requests == []
@@ -114,10 +127,15 @@ def test_opt_out_is_written_to_the_last_user_sent_to(synced_app, moengage, vonag
     assert webhook(client, "/webhooks/inbound", inbound_body("STOP")).status_code == 200
     [call] = track_user_calls(moengage)
     assert call["path"] == "/v1/customer/WS123"
-    assert call["headers"]["Authorization"] == \
-        "Basic " + base64.b64encode(b"WS123:data-key-xyz").decode()
-    assert call["json"] == {"type": "customer", "customer_id": "user-42",
-                            "attributes": {"moe_sms_subscription": "OPTOUT"}}
+    assert (
+        call["headers"]["Authorization"]
+        == "Basic " + base64.b64encode(b"WS123:data-key-xyz").decode()
+    )
+    assert call["json"] == {
+        "type": "customer",
+        "customer_id": "user-42",
+        "attributes": {"moe_sms_subscription": "OPTOUT"},
+    }
 
 
 def test_opt_in_is_written_too(synced_app, moengage, vonage):
@@ -125,8 +143,9 @@ def test_opt_in_is_written_too(synced_app, moengage, vonage):
     send(client, {"to": NUMBER, "text": "hi", "customer_id": "user-42"})
     webhook(client, "/webhooks/inbound", inbound_body("STOP", timestamp="2025-02-03T12:00:00Z"))
     webhook(client, "/webhooks/inbound", inbound_body("YES", timestamp="2025-02-03T12:01:00Z"))
-    assert [c["json"]["attributes"]["moe_sms_subscription"]
-            for c in track_user_calls(moengage)] == ["OPTOUT", "OPTIN"]
+    assert [
+        c["json"]["attributes"]["moe_sms_subscription"] for c in track_user_calls(moengage)
+    ] == ["OPTOUT", "OPTIN"]
 
 
 def test_data_api_host_defaults_to_the_tracking_url_host(synced_app, moengage, vonage):

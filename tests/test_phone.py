@@ -3,9 +3,14 @@ import pytest
 from connector import phone
 
 
-@pytest.mark.parametrize("raw, number", [("+44 7700 900000", "447700900000"),
-                                         ("0033612345678", "33612345678"),
-                                         (15550109999, "15550109999")])
+@pytest.mark.parametrize(
+    "raw, number",
+    [
+        ("+44 7700 900000", "447700900000"),
+        ("0033612345678", "33612345678"),
+        (15550109999, "15550109999"),
+    ],
+)
 def test_normalise(raw, number):
     assert phone.normalise(raw) == number
 

@@ -1,4 +1,6 @@
 """VONAGE_MAX_RPS: one schedule per API key for every worker, never faster than the limit."""
+
+import itertools
 import json
 import os
 import subprocess
@@ -10,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import send
+
 from connector.errors import Failure
 from connector.ratelimit import MARGIN, RateLimiter
 
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def schedules_in_tmp_path(tmp_path, monkeypatch):
     """The limiter keeps its schedule files in the temp directory: this test's own."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
 
 # Three worker processes, four threads each, all sending for one API key.
 WORKER = """
@@ -43,13 +46,20 @@ print(json.dumps(slots))
 def test_workers_share_one_schedule_spaced_by_the_limit(tmp_path):
     rps = 40
     instance = f"test:{uuid.uuid4()}"
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rps), instance], cwd=ROOT,
-                                env={**os.environ, "TMPDIR": str(tmp_path)},
-                                stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(rps), instance],
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     taken = [pair for w in workers for pair in json.loads(w.communicate(timeout=30)[0])]
     slots = sorted(slot for slot, _ in taken)
     assert len(slots) == 60
-    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert min(gaps) >= (1 + MARGIN) / rps - 1e-6
     # No send leaves before its slot, and no second holds more than `rps` of them.
     assert all(left >= slot - 1e-3 for slot, left in taken)

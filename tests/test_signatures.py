@@ -1,4 +1,5 @@
 """Signed webhooks: every forgery is rejected and nothing is forwarded or stored."""
+
 import base64
 import hashlib
 import json
@@ -6,18 +7,23 @@ import time
 
 import jwt
 import pytest
-
-from connector import signatures
 from conftest import SIGNATURE_SECRET, b64, sign, status_body, webhook
 from standins import fixture
+
+from connector import signatures
 
 BODY = status_body()
 RAW = json.dumps(BODY).encode()
 
 
 def claims(**extra):
-    base = {"iat": int(time.time()), "jti": "j", "iss": "Vonage",
-            "payload_hash": hashlib.sha256(RAW).hexdigest(), "api_key": "abcd1234"}
+    base = {
+        "iat": int(time.time()),
+        "jti": "j",
+        "iss": "Vonage",
+        "payload_hash": hashlib.sha256(RAW).hexdigest(),
+        "api_key": "abcd1234",
+    }
     base.update(extra)
     return base
 
@@ -32,28 +38,43 @@ def unsigned_token(alg):
 
 
 FORGERIES = {
-    "wrong secret": bearer(jwt.encode(claims(), "not-the-secret-0123456789abcdef01",
-                                      algorithm="HS256")),
+    "wrong secret": bearer(
+        jwt.encode(claims(), "not-the-secret-0123456789abcdef01", algorithm="HS256")
+    ),
     "alg none": bearer(unsigned_token("none")),
     "alg None with signature stripped": bearer(unsigned_token("None")),
-    "HS512 with the right secret": bearer(jwt.encode(claims(), SIGNATURE_SECRET,
-                                                     algorithm="HS512")),
+    "HS512 with the right secret": bearer(
+        jwt.encode(claims(), SIGNATURE_SECRET, algorithm="HS512")
+    ),
     "RS256 header": bearer(unsigned_token("RS256") + "c2lnbmF0dXJl"),
-    "token for another body": bearer(jwt.encode(
-        claims(payload_hash=hashlib.sha256(b'{"other": 1}').hexdigest()), SIGNATURE_SECRET,
-        algorithm="HS256")),
-    "iat over 5 minutes ahead": bearer(jwt.encode(claims(iat=int(time.time()) + 400),
-                                                  SIGNATURE_SECRET, algorithm="HS256")),
-    "no payload_hash": bearer(jwt.encode({k: v for k, v in claims().items()
-                                          if k != "payload_hash"}, SIGNATURE_SECRET,
-                                         algorithm="HS256")),
-    "no iat": bearer(jwt.encode({k: v for k, v in claims().items() if k != "iat"},
-                                SIGNATURE_SECRET, algorithm="HS256")),
+    "token for another body": bearer(
+        jwt.encode(
+            claims(payload_hash=hashlib.sha256(b'{"other": 1}').hexdigest()),
+            SIGNATURE_SECRET,
+            algorithm="HS256",
+        )
+    ),
+    "iat over 5 minutes ahead": bearer(
+        jwt.encode(claims(iat=int(time.time()) + 400), SIGNATURE_SECRET, algorithm="HS256")
+    ),
+    "no payload_hash": bearer(
+        jwt.encode(
+            {k: v for k, v in claims().items() if k != "payload_hash"},
+            SIGNATURE_SECRET,
+            algorithm="HS256",
+        )
+    ),
+    "no iat": bearer(
+        jwt.encode(
+            {k: v for k, v in claims().items() if k != "iat"}, SIGNATURE_SECRET, algorithm="HS256"
+        )
+    ),
     "garbage token": bearer("not.a.jwt"),
     "empty bearer": {"Authorization": "Bearer ", "Content-Type": "application/json"},
     "basic scheme": {"Authorization": "Basic " + base64.b64encode(b"a:b").decode()},
-    "expired token": bearer(jwt.encode(claims(exp=int(time.time()) - 10), SIGNATURE_SECRET,
-                                       algorithm="HS256")),
+    "expired token": bearer(
+        jwt.encode(claims(exp=int(time.time()) - 10), SIGNATURE_SECRET, algorithm="HS256")
+    ),
 }
 
 
@@ -93,20 +114,23 @@ def test_valid_signature_is_accepted(client, moengage):
 
 
 def test_iat_just_inside_5_minutes_ahead_is_accepted(client, moengage):
-    response = client.post("/webhooks/status", data=RAW,
-                           headers=sign(RAW, iat=int(time.time()) + 290))
+    response = client.post(
+        "/webhooks/status", data=RAW, headers=sign(RAW, iat=int(time.time()) + 290)
+    )
     assert response.status_code == 200
 
 
 def test_old_iat_is_accepted_because_vonage_retries_for_24_hours(client, moengage):
-    response = client.post("/webhooks/status", data=RAW,
-                           headers=sign(RAW, iat=int(time.time()) - 23 * 3600))
+    response = client.post(
+        "/webhooks/status", data=RAW, headers=sign(RAW, iat=int(time.time()) - 23 * 3600)
+    )
     assert response.status_code == 200
 
 
 def test_any_configured_secret_verifies_during_rotation(make_app, moengage):
-    client = make_app(vonage_signature_secrets=("new-secret-0123456789abcdef0123456789",
-                                                SIGNATURE_SECRET)).test_client()
+    client = make_app(
+        vonage_signature_secrets=("new-secret-0123456789abcdef0123456789", SIGNATURE_SECRET)
+    ).test_client()
     assert webhook(client, "/webhooks/status", BODY).status_code == 200
 
 
@@ -122,8 +146,9 @@ def test_sdk_verify_vector():
     connector still refuses it, since it carries no payload_hash."""
     vector = fixture("python-sdk/jwt__verify_signature_vector.json")
     token = vector["token"]
-    jwt.decode(token, vector["valid_signature_secret"], algorithms=["HS256"],
-               options={"verify_aud": False})
+    jwt.decode(
+        token, vector["valid_signature_secret"], algorithms=["HS256"], options={"verify_aud": False}
+    )
     with pytest.raises(signatures.Rejected, match="no configured signature secret"):
         signatures.verify(f"Bearer {token}", b"{}", [vector["invalid_signature_secret"] * 8])
     with pytest.raises(signatures.Rejected, match="payload_hash"):

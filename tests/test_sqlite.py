@@ -1,4 +1,5 @@
 """The SQLite store under several gunicorn workers."""
+
 import fcntl
 import sqlite3
 import threading

@@ -1,9 +1,8 @@
 """Contract section 2: status webhooks mapped, forwarded once, never lost."""
-import json
+
 import threading
 
 import pytest
-
 from conftest import inbound_body, sign, status_body, webhook
 from standins import Answer, fixture
 
@@ -20,22 +19,38 @@ def test_delivered_is_forwarded_to_the_exact_tracking_url(client, moengage):
     assert response.status_code == 200
     [post] = moengage.requests
     assert post["path"] == "/sms/dlr/custom/42?region=eu"
-    assert post["json"] == {"trackingId": UUID, "status": "delivered",
-                            "timestamp": "2025-02-03T12:14:25Z"}
+    assert post["json"] == {
+        "trackingId": UUID,
+        "status": "delivered",
+        "timestamp": "2025-02-03T12:14:25Z",
+    }
 
 
-@pytest.mark.parametrize("vonage_status, mapped", [
-    ("submitted", "sent"), ("delivered", "delivered"), ("rejected", "failed"),
-    ("undeliverable", "failed"), ("failed", "failed")])
+@pytest.mark.parametrize(
+    "vonage_status, mapped",
+    [
+        ("submitted", "sent"),
+        ("delivered", "delivered"),
+        ("rejected", "failed"),
+        ("undeliverable", "failed"),
+        ("failed", "failed"),
+    ],
+)
 def test_status_mapping(client, moengage, vonage_status, mapped):
     webhook(client, "/webhooks/status", status_body(vonage_status))
     assert forwarded(moengage)[0]["status"] == mapped
 
 
 def test_failure_carries_code_and_detail(client, moengage):
-    body = status_body("rejected", error={"type": "https://developer.vonage.com/api-errors/"
-                                          "messages#1250", "title": "1250",
-                                          "detail": "Unroutable", "instance": "x"})
+    body = status_body(
+        "rejected",
+        error={
+            "type": "https://developer.vonage.com/api-errors/messages#1250",
+            "title": "1250",
+            "detail": "Unroutable",
+            "instance": "x",
+        },
+    )
     webhook(client, "/webhooks/status", body)
     assert forwarded(moengage)[0]["error"] == "1250 Unroutable"
 
@@ -49,8 +64,9 @@ def test_sent_and_delivered_carry_no_error(client, moengage):
     """The SDK fixture is a `submitted` with an error object: still no error forwarded."""
     body = fixture("dotnet-sdk/ShouldDeserializeStatus-response.json")
     assert webhook(client, "/webhooks/status", body).status_code == 200
-    assert forwarded(moengage) == [{"trackingId": UUID, "status": "sent",
-                                    "timestamp": "2025-02-03T12:14:25Z"}]
+    assert forwarded(moengage) == [
+        {"trackingId": UUID, "status": "sent", "timestamp": "2025-02-03T12:14:25Z"}
+    ]
 
 
 @pytest.mark.parametrize("other", ["read", "accepted", "buffered", "unknown"])
@@ -60,8 +76,16 @@ def test_other_statuses_are_acknowledged_not_forwarded(client, moengage, other):
     assert moengage.requests == []
 
 
-@pytest.mark.parametrize("body", [{"status": "delivered"}, {"message_uuid": UUID},
-                                  {"message_uuid": 5, "status": "delivered"}, [1, 2], "x"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "delivered"},
+        {"message_uuid": UUID},
+        {"message_uuid": 5, "status": "delivered"},
+        [1, 2],
+        "x",
+    ],
+)
 def test_body_without_message_uuid_and_status_is_400(client, moengage, body):
     assert webhook(client, "/webhooks/status", body).status_code == 400
     assert moengage.requests == []
@@ -101,8 +125,15 @@ def test_each_status_of_a_message_is_forwarded_once(client, moengage):
     assert [e["status"] for e in forwarded(moengage)] == ["sent", "delivered"]
 
 
-@pytest.mark.parametrize("final, later", [("delivered", "submitted"), ("rejected", "submitted"),
-                                          ("delivered", "rejected"), ("failed", "delivered")])
+@pytest.mark.parametrize(
+    "final, later",
+    [
+        ("delivered", "submitted"),
+        ("rejected", "submitted"),
+        ("delivered", "rejected"),
+        ("failed", "delivered"),
+    ],
+)
 def test_nothing_is_forwarded_after_a_final_status(client, moengage, final, later):
     webhook(client, "/webhooks/status", status_body(final))
     assert webhook(client, "/webhooks/status", status_body(later)).status_code == 200
@@ -114,9 +145,17 @@ def test_status_for_an_unknown_message_is_still_forwarded(client, moengage):
     assert forwarded(moengage)[0]["trackingId"] == "never-sent-by-us"
 
 
-@pytest.mark.parametrize("outage", [Answer(503, {}), Answer(500, {}), Answer(404, {}),
-                                    Answer(302, headers={"Location": "http://169.254.169.254/"}),
-                                    Answer(200, {}, delay=1.5), Answer(drop=True)])
+@pytest.mark.parametrize(
+    "outage",
+    [
+        Answer(503, {}),
+        Answer(500, {}),
+        Answer(404, {}),
+        Answer(302, headers={"Location": "http://169.254.169.254/"}),
+        Answer(200, {}, delay=1.5),
+        Answer(drop=True),
+    ],
+)
 def test_moengage_not_accepting_is_503_and_kept_pending(make_app, moengage, outage):
     app = make_app(moengage_timeout=1.0)
     client = app.test_client()

@@ -1,11 +1,12 @@
 """The store's guarantees, the same on both backends: what base.py's docstrings promise."""
+
 import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
+import pgtest
 import pytest
 
-import pgtest
 from connector.config import load_settings
 from connector.store import OPTIN, OPTOUT, PostgresStore, SqliteStore, open_store
 
@@ -26,6 +27,7 @@ def all_at_once(count, action):
     def run(i):
         barrier.wait()
         results[i] = action(i)
+
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
@@ -130,8 +132,7 @@ def test_opted_out_lists_newest_first(store):
     store.set_subscription("447700900002", OPTOUT, 300.0, 1.0, sync=False)
     store.set_subscription("447700900003", OPTIN, 400.0, 1.0, sync=False)
     store.set_subscription("447700900004", OPTOUT, 200.0, 1.0, sync=False)
-    assert [n for n, _, _ in store.opted_out()] == ["447700900002", "447700900004",
-                                                    "447700900001"]
+    assert [n for n, _, _ in store.opted_out()] == ["447700900002", "447700900004", "447700900001"]
 
 
 def test_contact_is_remembered_and_replaced(store):
@@ -203,8 +204,12 @@ def test_concurrent_identical_statuses_are_stored_once(store):
 def test_lease_is_exclusive_until_it_lapses(store):
     _, event_id = status(store, "m-1", "delivered", final=True)
     event = store.lease_event(event_id, 10.0, 30.0)
-    assert (event.id, event.message_uuid, event.is_final, event.attempts) == (event_id, "m-1",
-                                                                               True, 0)
+    assert (event.id, event.message_uuid, event.is_final, event.attempts) == (
+        event_id,
+        "m-1",
+        True,
+        0,
+    )
     assert event.payload == {"status": "delivered", "id": "m-1"}
     assert store.lease_event(event_id, 39.0, 30.0) is None
     assert store.lease_event(event_id, 40.0, 30.0).attempts == 1
@@ -236,8 +241,9 @@ def test_pending_events_are_oldest_first_and_limited(store):
 
 
 def inbound(store, uuid, subscription, event_ts, sync=False):
-    return store.record_inbound(uuid, NUMBER, subscription, event_ts,
-                                {"message_uuid": uuid}, event_ts, sync)
+    return store.record_inbound(
+        uuid, NUMBER, subscription, event_ts, {"message_uuid": uuid}, event_ts, sync
+    )
 
 
 def test_inbound_stop_is_stored_and_forwarded_once(store):
@@ -280,8 +286,7 @@ def test_without_database_url_the_store_is_the_sqlite_file(tmp_path):
 
 
 def test_database_url_of_another_kind_is_refused_without_showing_it():
-    settings = load_settings({"database_url": "mysql://app:s3cret@db.example.com/app"},
-                             environ={})
+    settings = load_settings({"database_url": "mysql://app:s3cret@db.example.com/app"}, environ={})
     with pytest.raises(ValueError, match="postgres:// or postgresql://, not mysql://") as info:
         open_store(settings)
     assert "s3cret" not in str(info.value)
@@ -292,8 +297,11 @@ def test_herokus_postgres_url_selects_postgresql_and_its_password_is_never_shown
     with pgtest.fresh_schema() as url:
         parts = urlsplit(url)
         secret = parts.password or "pw-s3cret"  # a trust-auth test server ignores it
-        heroku = urlunsplit(parts._replace(
-            scheme="postgres", netloc=f"{parts.username}:{secret}@{parts.hostname}:{parts.port}"))
+        heroku = urlunsplit(
+            parts._replace(
+                scheme="postgres", netloc=f"{parts.username}:{secret}@{parts.hostname}:{parts.port}"
+            )
+        )
         with caplog.at_level(logging.DEBUG):
             store = open_store(load_settings({"database_url": heroku}, environ={}))
             try:

@@ -1,4 +1,5 @@
 """Copying a SQLite file into another store: everything once, opt-outs first, newer wins."""
+
 import pytest
 
 from connector.store import OPTIN, OPTOUT, SqliteStore
@@ -27,8 +28,12 @@ def old(tmp_path):
 
 def test_everything_is_copied(old, store):
     counts = copy_sqlite(old.path, store)
-    assert counts == [("opt-outs and opt-ins", 2, 2), ("contacts", 1, 1), ("sends", 1, 1),
-                      ("events", 2, 2)]
+    assert counts == [
+        ("opt-outs and opt-ins", 2, 2),
+        ("contacts", 1, 1),
+        ("sends", 1, 1),
+        ("events", 2, 2),
+    ]
     assert store.is_opted_out("447700900001") and not store.is_opted_out("447700900002")
     assert store.customer_for("447700900001") == "user-1"
     replay = store.claim_send("ref:1", 1e9, None, 9.0, "447700900001")
@@ -48,9 +53,9 @@ def test_a_second_run_copies_nothing_and_duplicates_nothing(old, store):
 
 def test_newer_subscriptions_and_contacts_win_either_way(old, store):
     store.set_subscription("447700900001", OPTIN, 200.0, 2.0, sync=False)  # newer than the copy's
-    store.set_subscription("447700900002", OPTIN, 50.0, 2.0, sync=False)   # older than the copy's
-    store.remember_contact("447700900001", "user-9", 0.5, sync=False)      # older than the copy's
-    counts = dict((what, copied) for what, copied, _ in copy_sqlite(old.path, store))
+    store.set_subscription("447700900002", OPTIN, 50.0, 2.0, sync=False)  # older than the copy's
+    store.remember_contact("447700900001", "user-9", 0.5, sync=False)  # older than the copy's
+    counts = {what: copied for what, copied, _ in copy_sqlite(old.path, store)}
     assert counts["opt-outs and opt-ins"] == 1 and counts["contacts"] == 1
     assert not store.is_opted_out("447700900001")
     assert store.opted_out() == []

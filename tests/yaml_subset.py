@@ -4,6 +4,7 @@ Block mappings and lists, plain and quoted scalars, comments: nothing else. What
 outside the subset (flow collections, anchors, tags, block scalars, tabs) is refused rather
 than guessed at, so a render.yaml this accepts means the same to any YAML parser.
 """
+
 import json
 import re
 from collections import namedtuple
@@ -92,8 +93,9 @@ def _mapping(lines, i, indent):
         i += 1
         if match.group(2):
             result[key] = _scalar(match.group(2), line.number)
-        elif i < len(lines) and (lines[i].indent > indent or (lines[i].indent == indent
-                                                              and _is_item(lines[i].text))):
+        elif i < len(lines) and (
+            lines[i].indent > indent or (lines[i].indent == indent and _is_item(lines[i].text))
+        ):
             result[key], i = _block(lines, i, lines[i].indent)
         else:
             result[key] = None

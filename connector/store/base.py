@@ -4,6 +4,7 @@ Every method that reads then writes runs in one `transaction()`, which the backe
 exclusive (SQLite `BEGIN IMMEDIATE`; PostgreSQL row locks via `self.lock`), so concurrent
 workers never both claim the same send or forward the same event.
 """
+
 import json
 import uuid
 from collections import namedtuple
@@ -33,8 +34,9 @@ class Store:
         raise NotImplementedError
 
     # -- sends ---------------------------------------------------------------------------------
-    def claim_send(self, key, now, window, stale_after, recipient, campaign_id=None,
-                   customer_id=None):
+    def claim_send(
+        self, key, now, window, stale_after, recipient, campaign_id=None, customer_id=None
+    ):
         """Take `key` for a new send, or say why not.
 
         `replay`: a remembered answer (a 200 or 504) younger than `window` (None = forever).
@@ -47,42 +49,64 @@ class Store:
             inserted = tx.execute(
                 "INSERT INTO sends (idem_key, token, state, recipient, campaign_id, customer_id,"
                 " started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
-                (key, token, recipient, campaign_id, customer_id, now)).rowcount
+                (key, token, recipient, campaign_id, customer_id, now),
+            ).rowcount
             if inserted:
                 return Claim("new", token, None, None)
             old_token, state, status, answer, started, finished = tx.execute(
                 "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
-                " WHERE idem_key = ?" + self.lock, (key,)).fetchone()
+                " WHERE idem_key = ?" + self.lock,
+                (key,),
+            ).fetchone()
             if state == "pending" and now - started < stale_after:
                 return Claim("wait", old_token, None, None)
             if state == "pending":
                 state, status, finished = "done", 504, started + stale_after
-                answer = json.dumps({"status": "failed", "error": "an identical earlier send "
-                                     "was interrupted while with Vonage; it may have been sent"})
-                tx.execute("UPDATE sends SET state = ?, http_status = ?, answer = ?,"
-                           " finished_at = ? WHERE idem_key = ?",
-                           (state, status, answer, finished, key))
+                answer = json.dumps(
+                    {
+                        "status": "failed",
+                        "error": "an identical earlier send "
+                        "was interrupted while with Vonage; it may have been sent",
+                    }
+                )
+                tx.execute(
+                    "UPDATE sends SET state = ?, http_status = ?, answer = ?,"
+                    " finished_at = ? WHERE idem_key = ?",
+                    (state, status, answer, finished, key),
+                )
             if state == "done" and (window is None or now - finished < window):
                 return Claim("replay", old_token, status, json.loads(answer))
-            tx.execute("UPDATE sends SET token = ?, state = 'pending', http_status = NULL,"
-                       " answer = NULL, message_uuid = NULL, recipient = ?, campaign_id = ?,"
-                       " customer_id = ?, started_at = ?, finished_at = NULL WHERE idem_key = ?",
-                       (token, recipient, campaign_id, customer_id, now, key))
+            tx.execute(
+                "UPDATE sends SET token = ?, state = 'pending', http_status = NULL,"
+                " answer = NULL, message_uuid = NULL, recipient = ?, campaign_id = ?,"
+                " customer_id = ?, started_at = ?, finished_at = NULL WHERE idem_key = ?",
+                (token, recipient, campaign_id, customer_id, now, key),
+            )
             return Claim("new", token, None, None)
 
     def finish_send(self, key, token, status, answer, now, remember, message_uuid=None):
         """Record the answer; `remember` replays it to identical sends, else it is only shown to
         sends already waiting on this one."""
         with self.transaction() as tx:
-            tx.execute("UPDATE sends SET state = ?, http_status = ?, answer = ?, message_uuid = ?,"
-                       " finished_at = ? WHERE idem_key = ? AND token = ?",
-                       ("done" if remember else "failed", status, json.dumps(answer),
-                        message_uuid, now, key, token))
+            tx.execute(
+                "UPDATE sends SET state = ?, http_status = ?, answer = ?, message_uuid = ?,"
+                " finished_at = ? WHERE idem_key = ? AND token = ?",
+                (
+                    "done" if remember else "failed",
+                    status,
+                    json.dumps(answer),
+                    message_uuid,
+                    now,
+                    key,
+                    token,
+                ),
+            )
 
     def send_outcome(self, key):
         """(token, state, http_status, answer) of `key`, or None."""
-        rows = self.query("SELECT token, state, http_status, answer FROM sends WHERE idem_key = ?",
-                          (key,))
+        rows = self.query(
+            "SELECT token, state, http_status, answer FROM sends WHERE idem_key = ?", (key,)
+        )
         if not rows:
             return None
         token, state, status, answer = rows[0]
@@ -90,25 +114,35 @@ class Store:
 
     def find_send(self, message_uuid):
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
-        rows = self.query("SELECT recipient, campaign_id, customer_id, started_at, http_status"
-                          " FROM sends WHERE message_uuid = ?", (message_uuid,))
+        rows = self.query(
+            "SELECT recipient, campaign_id, customer_id, started_at, http_status"
+            " FROM sends WHERE message_uuid = ?",
+            (message_uuid,),
+        )
         if not rows:
             return None
-        return dict(zip(("recipient", "campaign_id", "customer_id", "started_at", "http_status"),
-                        rows[0]))
+        return dict(
+            zip(("recipient", "campaign_id", "customer_id", "started_at", "http_status"), rows[0])
+        )
 
     # -- contacts and subscriptions ------------------------------------------------------------
     def remember_contact(self, number, customer_id, now, sync):
         """Keep the MoEngage user last sent to at `number`; a subscription change that waited
         for a customer_id is queued for MoEngage now (when `sync`). Returns new event ids."""
         with self.transaction() as tx:
-            tx.execute("INSERT INTO contacts (number, customer_id, updated_at) VALUES (?, ?, ?)"
-                       " ON CONFLICT (number) DO UPDATE SET customer_id = excluded.customer_id,"
-                       " updated_at = excluded.updated_at", (number, customer_id, now))
+            tx.execute(
+                "INSERT INTO contacts (number, customer_id, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (number) DO UPDATE SET customer_id = excluded.customer_id,"
+                " updated_at = excluded.updated_at",
+                (number, customer_id, now),
+            )
             if not sync:
                 return []
-            row = tx.execute("SELECT state, event_ts FROM subscriptions WHERE number = ?"
-                             " AND synced = 0" + self.lock, (number,)).fetchone()
+            row = tx.execute(
+                "SELECT state, event_ts FROM subscriptions WHERE number = ?"
+                " AND synced = 0" + self.lock,
+                (number,),
+            ).fetchone()
             if row is None:
                 return []
             return self._queue_sync(tx, f"sync:{number}:{row[1]}", number, customer_id, row[0], now)
@@ -123,17 +157,24 @@ class Store:
 
     def opted_out(self):
         """[(number, event_ts, synced)] of every opted-out number, newest first."""
-        return self.query("SELECT number, event_ts, synced FROM subscriptions WHERE state = ?"
-                          " ORDER BY event_ts DESC", (OPTOUT,))
+        return self.query(
+            "SELECT number, event_ts, synced FROM subscriptions WHERE state = ?"
+            " ORDER BY event_ts DESC",
+            (OPTOUT,),
+        )
 
     def _set_subscription(self, tx, number, state, event_ts, now):
         """Store `state` unless a newer one is stored; an equal timestamp lets the later one win."""
-        return tx.execute(
-            "INSERT INTO subscriptions (number, state, event_ts, updated_at, synced)"
-            " VALUES (?, ?, ?, ?, 0) ON CONFLICT (number) DO UPDATE SET state = excluded.state,"
-            " event_ts = excluded.event_ts, updated_at = excluded.updated_at, synced = 0"
-            " WHERE excluded.event_ts >= subscriptions.event_ts",
-            (number, state, event_ts, now)).rowcount == 1
+        return (
+            tx.execute(
+                "INSERT INTO subscriptions (number, state, event_ts, updated_at, synced)"
+                " VALUES (?, ?, ?, ?, 0) ON CONFLICT (number) DO UPDATE SET state = excluded.state,"
+                " event_ts = excluded.event_ts, updated_at = excluded.updated_at, synced = 0"
+                " WHERE excluded.event_ts >= subscriptions.event_ts",
+                (number, state, event_ts, now),
+            ).rowcount
+            == 1
+        )
 
     def _sync_subscription(self, tx, key, number, state, now, sync, message_uuid=None):
         """Queue the change for MoEngage's Data API when the number's user is known."""
@@ -146,9 +187,15 @@ class Store:
 
     def _queue_sync(self, tx, key, number, customer_id, state, now, message_uuid=None):
         tx.execute("UPDATE subscriptions SET synced = 1 WHERE number = ?", (number,))
-        return self._add_event(tx, key, message_uuid, "data_api",
-                               {"customer_id": customer_id, "subscription": state,
-                                "number": number}, False, now)
+        return self._add_event(
+            tx,
+            key,
+            message_uuid,
+            "data_api",
+            {"customer_id": customer_id, "subscription": state, "number": number},
+            False,
+            now,
+        )
 
     def set_subscription(self, number, state, event_ts, now, sync):
         """A change made by hand (`flask optin`); returns (applied, new event ids)."""
@@ -163,7 +210,8 @@ class Store:
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
             " created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            (key, message_uuid, target, json.dumps(payload), int(is_final), now))
+            (key, message_uuid, target, json.dumps(payload), int(is_final), now),
+        )
         if not cur.rowcount:
             return []
         return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
@@ -176,8 +224,9 @@ class Store:
         """
         key = f"status:{message_uuid}:{status}"
         with self.transaction() as tx:
-            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock,
-                             (key,)).fetchone()
+            row = tx.execute(
+                "SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock, (key,)
+            ).fetchone()
             if row is not None:
                 return ("pending" if row[1] == "pending" else "duplicate"), row[0]
             if self._final_sent(tx, message_uuid):
@@ -187,8 +236,7 @@ class Store:
                 return "new", added[0]
             # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
             # exist could not be locked); our INSERT waited for its commit, so it is visible now.
-            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?",
-                             (key,)).fetchone()
+            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
             return ("pending" if row[1] == "pending" else "duplicate"), row[0]
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
@@ -198,60 +246,89 @@ class Store:
         (first_time, ids of this reply's events still pending).
         """
         with self.transaction() as tx:
-            first = bool(self._add_event(tx, f"inbound:{message_uuid}", message_uuid, "tracking",
-                                         payload, False, now))
-            if first and subscription and self._set_subscription(tx, number, subscription,
-                                                                 event_ts, now):
-                self._sync_subscription(tx, f"sub:{message_uuid}", number, subscription, now,
-                                        sync, message_uuid)
-            ids = [r[0] for r in tx.execute(
-                "SELECT id FROM events WHERE message_uuid = ? AND state = 'pending' ORDER BY id",
-                (message_uuid,)).fetchall()]
+            first = bool(
+                self._add_event(
+                    tx, f"inbound:{message_uuid}", message_uuid, "tracking", payload, False, now
+                )
+            )
+            if (
+                first
+                and subscription
+                and self._set_subscription(tx, number, subscription, event_ts, now)
+            ):
+                self._sync_subscription(
+                    tx, f"sub:{message_uuid}", number, subscription, now, sync, message_uuid
+                )
+            ids = [
+                r[0]
+                for r in tx.execute(
+                    "SELECT id FROM events WHERE message_uuid = ? AND state = 'pending' ORDER BY id",
+                    (message_uuid,),
+                ).fetchall()
+            ]
             return first, ids
 
     def _final_sent(self, tx, message_uuid):
-        return tx.execute("SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
-                          " AND state = 'sent' AND target = 'tracking'",
-                          (message_uuid,)).fetchone() is not None
+        return (
+            tx.execute(
+                "SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
+                " AND state = 'sent' AND target = 'tracking'",
+                (message_uuid,),
+            ).fetchone()
+            is not None
+        )
 
     def lease_event(self, event_id, now, seconds):
         """Take event `event_id` for one forward attempt, or None if it is sent, superseded or
         leased by another worker right now (so two workers never post the same event)."""
         with self.transaction() as tx:
-            row = tx.execute(f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events"
-                             " WHERE id = ?" + self.lock, (event_id,)).fetchone()
+            row = tx.execute(
+                f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events WHERE id = ?" + self.lock,
+                (event_id,),
+            ).fetchone()
             if row is None or row[7] != "pending" or (row[8] is not None and row[8] > now):
                 return None
             event = _event(row)
-            if (event.dedupe_key.startswith("status:")
-                    and self._final_sent(tx, event.message_uuid)):
+            if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
                 tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
                 return None
-            tx.execute("UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
-                       (now + seconds, event_id))
+            tx.execute(
+                "UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                (now + seconds, event_id),
+            )
             return event
 
     def event_sent(self, event_id, now):
         with self.transaction() as tx:
-            tx.execute("UPDATE events SET state = 'sent', sent_at = ?, lease_until = NULL,"
-                       " last_error = NULL WHERE id = ?", (now, event_id))
+            tx.execute(
+                "UPDATE events SET state = 'sent', sent_at = ?, lease_until = NULL,"
+                " last_error = NULL WHERE id = ?",
+                (now, event_id),
+            )
 
     def event_failed(self, event_id, error):
         with self.transaction() as tx:
-            tx.execute("UPDATE events SET lease_until = NULL, last_error = ? WHERE id = ?",
-                       (error[:500], event_id))
+            tx.execute(
+                "UPDATE events SET lease_until = NULL, last_error = ? WHERE id = ?",
+                (error[:500], event_id),
+            )
 
     def pending_events(self, limit=1000):
         """[(id, target, attempts, last_error, created_at)] still waiting for MoEngage."""
-        return self.query("SELECT id, target, attempts, last_error, created_at FROM events"
-                          " WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,))
+        return self.query(
+            "SELECT id, target, attempts, last_error, created_at FROM events"
+            " WHERE state = 'pending' ORDER BY id LIMIT ?",
+            (limit,),
+        )
 
     def requeue_events(self, since):
         """Mark tracking events accepted since `since` as pending again; returns how many."""
         with self.transaction() as tx:
-            return tx.execute("UPDATE events SET state = 'pending', lease_until = NULL"
-                              " WHERE state = 'sent' AND target = 'tracking' AND sent_at >= ?",
-                              (since,)).rowcount
+            return tx.execute(
+                "UPDATE events SET state = 'pending', lease_until = NULL"
+                " WHERE state = 'sent' AND target = 'tracking' AND sent_at >= ?",
+                (since,),
+            ).rowcount
 
     def ping(self):
         self.query("SELECT 1")

@@ -6,6 +6,7 @@ subscription and contact are replaced only by a newer one; sends and events are 
 keys. Events get new ids in the target, in the source's order, and no lease: a lease taken by
 the old instance means nothing to the new one.
 """
+
 import sqlite3
 from pathlib import Path
 
@@ -13,17 +14,43 @@ BATCH = 1000
 
 # (what the operator reads, table, columns copied, what to do when the key is already there)
 TABLES = [
-    ("opt-outs and opt-ins", "subscriptions", "number, state, event_ts, updated_at, synced",
-     "ON CONFLICT (number) DO UPDATE SET state = excluded.state, event_ts = excluded.event_ts,"
-     " updated_at = excluded.updated_at, synced = excluded.synced"
-     " WHERE excluded.event_ts > subscriptions.event_ts"),
-    ("contacts", "contacts", "number, customer_id, updated_at",
-     "ON CONFLICT (number) DO UPDATE SET customer_id = excluded.customer_id,"
-     " updated_at = excluded.updated_at WHERE excluded.updated_at > contacts.updated_at"),
-    ("sends", "sends", "idem_key, token, state, http_status, answer, message_uuid, recipient,"
-     " campaign_id, customer_id, started_at, finished_at", "ON CONFLICT (idem_key) DO NOTHING"),
-    ("events", "events", "dedupe_key, message_uuid, target, payload, is_final, state, attempts,"
-     " last_error, created_at, sent_at", "ON CONFLICT (dedupe_key) DO NOTHING"),
+    (
+        "opt-outs and opt-ins",
+        "subscriptions",
+        "number, state, event_ts, updated_at, synced",
+        (
+            "ON CONFLICT (number) DO UPDATE SET state = excluded.state, event_ts = excluded.event_ts,"
+            " updated_at = excluded.updated_at, synced = excluded.synced"
+            " WHERE excluded.event_ts > subscriptions.event_ts"
+        ),
+    ),
+    (
+        "contacts",
+        "contacts",
+        "number, customer_id, updated_at",
+        (
+            "ON CONFLICT (number) DO UPDATE SET customer_id = excluded.customer_id,"
+            " updated_at = excluded.updated_at WHERE excluded.updated_at > contacts.updated_at"
+        ),
+    ),
+    (
+        "sends",
+        "sends",
+        (
+            "idem_key, token, state, http_status, answer, message_uuid, recipient,"
+            " campaign_id, customer_id, started_at, finished_at"
+        ),
+        "ON CONFLICT (idem_key) DO NOTHING",
+    ),
+    (
+        "events",
+        "events",
+        (
+            "dedupe_key, message_uuid, target, payload, is_final, state, attempts,"
+            " last_error, created_at, sent_at"
+        ),
+        "ON CONFLICT (dedupe_key) DO NOTHING",
+    ),
 ]
 
 
@@ -38,16 +65,21 @@ def copy_sqlite(path, target):
     source = sqlite3.connect(uri, uri=True)
     try:
         try:
-            present = {row[0] for row in source.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            present = {
+                row[0]
+                for row in source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         except sqlite3.DatabaseError as exc:
             raise NotAConnectorDatabase(f"{path} is not a SQLite database ({exc})") from None
         missing = [table for _, table, _, _ in TABLES if table not in present]
         if missing:
-            raise NotAConnectorDatabase(f"{path} has no {', '.join(missing)} table: it is not "
-                                        "the connector's database")
-        return [(what, *_copy_table(source, target, table, columns, on_conflict))
-                for what, table, columns, on_conflict in TABLES]
+            raise NotAConnectorDatabase(
+                f"{path} has no {', '.join(missing)} table: it is not the connector's database"
+            )
+        return [
+            (what, *_copy_table(source, target, table, columns, on_conflict))
+            for what, table, columns, on_conflict in TABLES
+        ]
     finally:
         source.close()
 
