@@ -1,6 +1,13 @@
-"""The schema, written once for both backends: `{id}` and `{real}` are the only dialect words."""
+"""The schema as numbered steps, written once for both backends (`{id}` and `{real}` are the
+only dialect words). The database records the last step it ran in `schema_version`; a newer
+connector runs the steps it lacks at start, each in one transaction, one process at a time
+(the others wait, then find nothing left to do). An older connector refuses a newer database.
 
-TABLES = [
+Adding a step: append `(what it does, [SQL, or a function of the transaction])` to STEPS. Never
+edit or reorder a step that has shipped: deployed databases already ran it.
+"""
+
+FIRST_RELEASE = [
     # One row per idempotency key (client_ref, or the duplicate-send fingerprint); the answer
     # given to MoEngage is kept so a retry gets the same answer without a second SMS.
     """CREATE TABLE IF NOT EXISTS sends (
@@ -52,5 +59,52 @@ TABLES = [
 ]
 
 
-def statements(id_type, real_type):
-    return [sql.format(id=id_type, real=real_type) for sql in TABLES]
+STEPS = [
+    # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
+    ("sends, contacts, subscriptions and events", FIRST_RELEASE),
+]
+LATEST = len(STEPS)
+
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer connector than this one."""
+
+
+def _check(version):
+    if version > LATEST:
+        raise SchemaTooNew(
+            f"the database is at schema version {version}, but this connector knows versions up "
+            f"to {LATEST}: it was upgraded by a newer connector. Deploy that version (or newer) "
+            "instead of this one; the database was not changed"
+        )
+    return version
+
+
+def migrate(store, dialect):
+    """Run the steps the database lacks; return the numbers of those this process ran.
+
+    `store.schema_version()` is a cheap look that skips the locks when nothing is due;
+    `store.schema_transaction()` is exclusive across processes and instances.
+    """
+    if _check(store.schema_version()) == LATEST:
+        return []
+    ran = []
+    for number, (_, statements) in enumerate(STEPS, 1):
+        with store.schema_transaction() as tx:
+            tx.execute(_VERSION_TABLE)
+            row = tx.execute("SELECT version FROM schema_version").fetchone()
+            if _check(row[0] if row else 0) >= number:
+                continue  # another process ran it while this one waited
+            for statement in statements:
+                if callable(statement):
+                    statement(tx)
+                else:
+                    tx.execute(statement.format(**dialect))
+            if row:
+                tx.execute("UPDATE schema_version SET version = ?", (number,))
+            else:
+                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            ran.append(number)
+    return ran

@@ -6,6 +6,7 @@ from `BEGIN IMMEDIATE`. Durability: a COMMIT returns only once its WAL is flushe
 (`synchronous_commit = on`, PostgreSQL's default, set again on every connection in case the
 server's default differs), so whatever the connector answered survives a crash.
 """
+
 import functools
 import os
 import threading
@@ -16,14 +17,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from .base import Store
-from .schema import statements
+from .migrations import migrate
 
-SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together create it once
+SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together migrate once
 # MoEngage waits 5 s for a send's answer: waiting longer than that for a connection helps no one.
 WAIT_SECONDS = 5.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dialect(sql):
     # base.py writes `?` placeholders and holds no literal `?` or `%`.
     return sql.replace("?", "%s")
@@ -69,10 +70,16 @@ class PostgresStore(Store):
                 # An inherited pool is kept, not closed: closing would end the parent's sessions.
                 self._inherited = self._pool
                 self._pool = ConnectionPool(
-                    self.url, min_size=1, max_size=self.pool_size, open=False,
-                    kwargs={"autocommit": True}, configure=_configure,
-                    check=ConnectionPool.check_connection, timeout=WAIT_SECONDS,
-                    name="connector")
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    open=False,
+                    kwargs={"autocommit": True},
+                    configure=_configure,
+                    check=ConnectionPool.check_connection,
+                    timeout=WAIT_SECONDS,
+                    name="connector",
+                )
                 self._pool.open()
                 self._pid = os.getpid()
             return self._pool
@@ -87,12 +94,25 @@ class PostgresStore(Store):
             return conn.execute(_dialect(sql), params).fetchall()
 
     def init_schema(self):
-        # A direct connection, not the pool: a wrong URL or password fails at start with
-        # PostgreSQL's own message rather than a pool timeout.
-        with psycopg.connect(self.url, connect_timeout=10) as conn, conn.transaction():
+        return migrate(self, {"id": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"})
+
+    def _direct(self):
+        # Not the pool: a wrong URL or password fails at start with PostgreSQL's own message
+        # rather than a pool timeout, and no pooled connection is made before gunicorn forks.
+        return psycopg.connect(self.url, connect_timeout=10)
+
+    def schema_version(self):
+        with self._direct() as conn:
+            if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+                return 0
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            return row[0] if row else 0
+
+    @contextmanager
+    def schema_transaction(self):
+        with self._direct() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            for sql in statements("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"):
-                conn.execute(sql)
+            yield _Transaction(conn)
 
     def close(self):
         with self._pool_lock:

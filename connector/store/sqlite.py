@@ -1,4 +1,5 @@
 """SQLite backend: the embedded default. WAL, synchronous=FULL, one connection per thread."""
+
 import fcntl
 import os
 import sqlite3
@@ -7,7 +8,7 @@ import time
 from contextlib import contextmanager
 
 from .base import Store
-from .schema import statements
+from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 _OPENING = threading.Lock()
@@ -87,9 +88,16 @@ class SqliteStore(Store):
     def init_schema(self):
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        with self.transaction() as conn:
-            for sql in statements("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"):
-                conn.execute(sql)
+        return migrate(self, {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"})
+
+    def schema_version(self):
+        if not self.query("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"):
+            return 0
+        rows = self.query("SELECT version FROM schema_version")
+        return rows[0][0] if rows else 0
+
+    def schema_transaction(self):
+        return self.transaction()  # BEGIN IMMEDIATE behind the lock file: one writer at a time
 
     def close(self):
         conn = getattr(self._local, "conn", None)
