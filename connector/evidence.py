@@ -32,7 +32,7 @@ class Evidence:
         self.clear_seconds = clear_seconds
         self._counts = {}
         self._lock = threading.Lock()
-        self._flushed = time.monotonic()
+        self._flushed = float("-inf")  # a worker's first sighting is written at once
 
     def seen(self, code, key, **detail):
         """Count one sighting of cause `key` of warning `code`."""

@@ -8,7 +8,7 @@ import logging
 import time
 from contextlib import contextmanager
 
-from flask import request
+from flask import g, request
 
 from . import cli_ops, trail
 from .errors import Failure
@@ -34,6 +34,7 @@ def init_app(app):
 
     @app.before_request
     def before():
+        g.observed = True  # flushed after the answer, not at teardown
         trail.drop()
         watched = expected_host and (request.endpoint or "").startswith(WATCHED)
         if watched and request.host.lower() != expected_host:
@@ -46,6 +47,12 @@ def init_app(app):
         if trail.pending() or ctx.evidence.due():
             response.call_on_close(lambda: _flush(ctx))
         return response
+
+    @app.teardown_appcontext
+    def command_done(exc):
+        """A command (`flask push`, `optin`): what it left to write is written as it ends."""
+        if not g.get("observed"):
+            _flush(ctx, force=True)
 
     cli_ops.init_app(app)
 
@@ -68,10 +75,10 @@ def _carrying(transaction):
     return wrapped
 
 
-def _flush(ctx):
+def _flush(ctx, force=False):
     try:
         trail.flush(ctx.store)
-        if ctx.evidence.due():
+        if force or ctx.evidence.due():
             ctx.evidence.flush(ctx.store)
     except Exception:  # the answer is out; losing a trail row must not crash
         log.exception("could not record the trail or warnings' evidence")
