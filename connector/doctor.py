@@ -16,6 +16,7 @@ from . import countries, evidence, vonage_errors
 log = logging.getLogger(__name__)
 CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
 PENDING_CAP = 10_000  # pending events counted at most (a bounded query for /health)
+SILENT_CAP = 1_000  # unanswered sends counted at most
 
 # A signature failure's reason (signatures.py) -> which check failed.
 SIGNATURE_CHECKS = [
@@ -168,7 +169,7 @@ def status_silence(ctx, rows, now):
     unanswered = store.query(
         "SELECT min(at), count(*) FROM (SELECT at FROM trail WHERE stage = 'send'"
         " AND at > ? AND message_uuid IS NOT NULL ORDER BY at LIMIT ?) AS sends",
-        (start, PENDING_CAP),
+        (start, SILENT_CAP),
     )[0]
     first, count = unanswered
     if first is None or now - first < settings.status_silence_seconds:
@@ -177,7 +178,8 @@ def status_silence(ctx, rows, now):
     return [
         _warning(
             "no-status-webhooks",
-            f"{count} sends accepted by Vonage, the first {_ago(now - first)} ago, and no "
+            f"{count}{'+' if count >= SILENT_CAP else ''} sends accepted by Vonage, the first "
+            f"{_ago(now - first)} ago, and no "
             "status webhook has arrived since: Vonage is not posting statuses here.",
             "In the Vonage Dashboard, set the application's Status URL to "
             "<PUBLIC_URL>/webhooks/status; set PUBLIC_URL to this connector's public URL so "
