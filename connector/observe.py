@@ -7,6 +7,7 @@ request hooks check the host and the MoEngage Authorization header and flush aft
 import logging
 import time
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from flask import g, request
 
@@ -37,7 +38,7 @@ def init_app(app):
         g.observed = True  # flushed after the answer, not at teardown
         trail.drop()
         watched = expected_host and (request.endpoint or "").startswith(WATCHED)
-        if watched and request.host.lower() != expected_host:
+        if watched and _host(f"//{request.host}") != expected_host:
             ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected_host)
 
     @app.after_request
@@ -58,9 +59,11 @@ def init_app(app):
 
 
 def _host(url):
-    from urllib.parse import urlsplit
-
-    return (urlsplit(url).netloc or "").lower() if url else ""
+    """The host name alone: a port (`:443`, or a PaaS's internal one) is not a wrong host."""
+    try:
+        return (urlsplit(url).hostname or "") if url else ""
+    except ValueError:
+        return ""
 
 
 def _carrying(transaction):

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from . import phone, trail, vonage_errors
 
 FORWARDED = ("new", "pending")
+# A message's first step says what it is; a sync with no message is a change made by hand or
+# synced when a later send named the user.
+DIRECTION = {"inbound": "inbound", "sync": "sync"}
 
 
 def iso(epoch):
@@ -45,7 +48,7 @@ def find(store, query, unmask=False):
         "messages": [
             {
                 "trackingId": group[0]["message_uuid"],
-                "direction": "inbound" if group[0]["stage"] == "inbound" else "outbound",
+                "direction": DIRECTION.get(group[0]["stage"], "outbound"),
                 "timeline": sorted(
                     (entry for row in _redeliveries(group) for entry in _entries(row, hide)),
                     key=lambda entry: entry["at"],

@@ -213,6 +213,7 @@ def test_7_carrier_rejections_cluster_by_country_and_code(make, moengage):
 def test_8_requests_for_another_host_than_public_url(make, vonage):
     app = make(public_url="https://sms.example.com/")
     send(app.test_client(), headers={**AUTH, "Host": "sms.example.com"})
+    send(app.test_client(), headers={**AUTH, "Host": "SMS.example.com:443"}, text="port")
     assert warnings(app, "wrong-host") == []
     send(app.test_client())  # the test client's host: localhost
     warning = seen_then_cleared(app, "wrong-host")

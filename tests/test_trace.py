@@ -158,3 +158,32 @@ def test_report_counts_answers_deliveries_failures_opt_outs_and_cost(app, moenga
     text = cli(app, "report", "--since", "2000-01-01T00:00:00Z").output
     assert "1480: 1  Entity Filter" in text and "(33.3%)" in text
     assert "0.0833 EUR" in text and "919876543210" not in text
+
+
+def test_recording_adds_no_transaction_to_a_send_or_a_status(app, moengage, monkeypatch):
+    """The send's row rides the transaction recording its answer, the status's the ones that
+    forward it: as many commits as without the trail, and written before the answer."""
+    store = app.extensions["connector"].store
+    opened = []
+    transaction = store.transaction
+
+    def counted():
+        opened.append(1)
+        return transaction()
+
+    monkeypatch.setattr(store, "transaction", counted)
+    client = app.test_client()
+    answer = client.post("/", json={"to": NUMBER, "text": "hi", "client_ref": "c-1"}, headers=AUTH)
+    assert len(opened) == 2  # claim_send, finish_send
+    uuid = answer.get_json()["trackingId"]  # the answer is not closed: nothing ran after it
+    assert [row["stage"] for row in trail_rows(store, uuid)] == ["send"]
+    opened.clear()
+    webhook(client, "/webhooks/status", status_body("delivered", uuid))
+    assert len(opened) == 3  # record_status, lease_event, event_sent
+    assert [row["stage"] for row in trail_rows(store, uuid)] == ["send", "status", "forward"]
+
+
+def trail_rows(store, uuid):
+    from connector import trail
+
+    return trail.by(store, "message_uuid", uuid)
