@@ -311,11 +311,18 @@ def warnings(ctx, now=None):
 
 def for_health(ctx, problems):
     """The warnings for `GET /health`: none when the database does not answer (no second
-    wait for it), and a failure to read them is logged, never a 503."""
+    wait for it), and a failure to read them is logged, never a 503. A worker reuses what it
+    read for half EVIDENCE_FLUSH_SECONDS, so a busy /health costs the database nothing more."""
     if any(problem.startswith("database") for problem in problems):
         return []
+    cached = getattr(ctx, "health_warnings", None)
+    ttl = ctx.settings.evidence_flush_seconds / 2  # the evidence itself is that fresh at best
+    if cached and time.monotonic() - cached[0] < ttl:
+        return cached[1]
     try:
-        return warnings(ctx)
+        found = warnings(ctx)
+        ctx.health_warnings = (time.monotonic(), found)
+        return found
     except Exception:  # /health answers whatever happens here
         log.exception("could not read the warnings")
         return []
