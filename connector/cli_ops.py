@@ -46,7 +46,7 @@ def doctor_command():
         click.echo(f"[setting] {problem}\n")
     for warning in found:
         click.echo(
-            f"[{warning['code']}] {warning['message']} Seen {warning['count']} times since "
+            f"[{warning['code']}] {warning['message']} Seen {_times(warning['count'])} since "
             f"{warning['since']}.\n  Fix: {warning['fix']}\n"
         )
     if problems or found:
@@ -55,6 +55,10 @@ def doctor_command():
         "No problem found: settings complete, and no warning in the last "
         f"{ctx.settings.warning_clear_seconds:g} s of traffic."
     )
+
+
+def _times(count):
+    return "once" if count == 1 else f"{count} times"
 
 
 def _moment(value):
