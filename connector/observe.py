@@ -186,10 +186,10 @@ class TracedVonage:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def send(self, api_key, api_secret, message, timeout):
+    def send(self, *args, **kwargs):
         trail.vonage_begin()
         try:
-            uuid = self._client.send(api_key, api_secret, message, timeout)
+            uuid = self._client.send(*args, **kwargs)
         except Failure as exc:
             trail.vonage_end(exc.reason)
             raise
@@ -208,10 +208,10 @@ class TracedMoEngage:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def deliver(self, event):
+    def deliver(self, event, *args, **kwargs):
         started = time.monotonic()
         try:
-            status = self._client.deliver(event)
+            status = self._client.deliver(event, *args, **kwargs)
         except NotAccepted as exc:
             self._note(event, started, error=str(exc))
             key = "data_api" if event.target == "data_api" else "moengage"
