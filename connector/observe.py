@@ -29,6 +29,7 @@ def init_app(app):
     settings = ctx.settings
     ctx.evidence = Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds)
     ctx.store.transaction = _carrying(ctx.store.transaction)
+    ctx.store.set_subscription = _noting_by_hand(ctx.store.set_subscription)
     ctx.vonage = TracedVonage(ctx.vonage)
     ctx.moengage = TracedMoEngage(ctx.moengage, ctx.evidence)
     expected_host = _host(settings.public_url)
@@ -74,6 +75,19 @@ def _carrying(transaction):
         with transaction() as tx:
             yield tx
             trail.write(tx)
+
+    return wrapped
+
+
+def _noting_by_hand(set_subscription):
+    """The store's opt-out/opt-in made by hand (`flask optin`), kept in the number's history;
+    written as the command ends."""
+
+    def wrapped(number, state, *args, **kwargs):
+        applied, event_ids = set_subscription(number, state, *args, **kwargs)
+        if applied:
+            trail.note("subscription", None, None, number, state=state, by="hand")
+        return applied, event_ids
 
     return wrapped
 

@@ -11,7 +11,7 @@ from . import phone, trail, vonage_errors
 FORWARDED = ("new", "pending")
 # A message's first step says what it is; a sync with no message is a change made by hand or
 # synced when a later send named the user.
-DIRECTION = {"inbound": "inbound", "sync": "sync"}
+DIRECTION = {"inbound": "inbound", "sync": "sync", "subscription": "by hand"}
 
 
 def iso(epoch):
@@ -114,6 +114,8 @@ def _entries(row, hide):
             error=row.get("error"),
             ms=row.get("ms"),
         )
+    elif stage == "subscription":
+        yield _entry(at, "subscription", state=row.get("state"), by=row.get("by"))
     elif stage == "inbound":
         yield _entry(
             at,
@@ -182,8 +184,11 @@ def _subscription(store, number, hide):
     )
     history = [
         {"at": iso(row["at"]), "state": row["subscription"], "decided_by": row.get("timestamp")}
+        if row["stage"] == "inbound"
+        else {"at": iso(row["at"]), "state": row["state"], "decided_by": "by hand"}
         for row in trail.by(store, "number", number)
-        if row["stage"] == "inbound" and row.get("subscription") and not row.get("redelivery")
+        if (row["stage"] == "inbound" and row.get("subscription") and not row.get("redelivery"))
+        or row["stage"] == "subscription"
     ]
     state, event_ts, synced = rows[0] if rows else (None, None, None)
     return {

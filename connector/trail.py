@@ -9,7 +9,7 @@ replayed send, an ignored status) is written then, in a transaction of its own (
 Stages and their `detail`: `send` (the request, Vonage's answer and ours, in one row),
 `status` (a verified Vonage status and what became of it), `forward` and `sync` (one attempt
 to give an event to MoEngage's tracking URL or Data API), `inbound` (a reply, with the
-opt-out/opt-in it decided). Rows hold full numbers, as the `sends` table does: only
+opt-out/opt-in it decided), `subscription` (one made by hand). Rows hold full numbers, as the `sends` table does: only
 `trace --json --unmask` shows them.
 """
 
@@ -164,7 +164,7 @@ def since(store, stages, start, end=None):
     return _rows(store.query(sql + " ORDER BY at, id", params))
 
 
-STAGES = ("send", "status", "forward", "sync", "inbound")
+STAGES = ("send", "status", "forward", "sync", "inbound", "subscription")
 
 
 def prune(store, before):

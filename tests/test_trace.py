@@ -187,3 +187,12 @@ def trail_rows(store, uuid):
     from connector import trail
 
     return trail.by(store, "message_uuid", uuid)
+
+
+def test_an_opt_in_by_hand_joins_the_number_history(app, story):
+    assert cli(app, "optin", NUMBER).exit_code == 0
+    traced = json.loads(cli(app, "trace", NUMBER, "--json").output)
+    assert [h["state"] for h in traced["subscription"]["history"]] == ["OPTOUT", "OPTIN"]
+    assert traced["subscription"]["history"][1]["decided_by"] == "by hand"
+    assert traced["subscription"]["state"] == "OPTIN"
+    assert traced["messages"][-1]["direction"] == "by hand"
