@@ -33,6 +33,7 @@ def init_app(app):
     ctx.vonage = TracedVonage(ctx.vonage)
     ctx.moengage = TracedMoEngage(ctx.moengage, ctx.evidence)
     expected_host = _host(settings.public_url)
+    trail.drop()  # nothing another app (a test's) left queued on this thread goes to this one
 
     @app.before_request
     def before():
@@ -187,6 +188,8 @@ def describe_authorization(header):
         return f"{named}, no colon between key and secret"
     if not key or not secret:
         return f"{named}, the key or the secret empty"
+    if scheme.lower() == "custom":  # the shape is right: the characters or the length are not
+        return f"{named}, a key and a secret holding other than printable ASCII, or too long"
     return f"{named}, a key and a secret separated by a colon"
 
 

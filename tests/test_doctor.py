@@ -81,6 +81,7 @@ def test_no_warning_and_doctor_exits_0_on_a_healthy_connector(make, moengage):
         ("Custom abcd1234Secr3t", "scheme `Custom`, no colon between key and secret"),
         (f"abcd1234:{API_SECRET}", "no recognised scheme and nothing after it"),
         (None, "no Authorization header"),
+        ("Custom abcd1234:Secr\u00e9t", "scheme `Custom`, a key and a secret holding other than"),
     ],
 )
 def test_1_send_authorization_header_not_custom(make, vonage, header, form):
