@@ -34,6 +34,11 @@ class Settings:
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
     log_level: str = "INFO"
     threads: int = 64  # GUNICORN_THREADS: sizes the HTTP connection pools
+    # Warnings (connector/doctor.py): gone this long after their last evidence; warning 4 after
+    # this long without a status webhook; each worker writes its counters this often.
+    warning_clear_seconds: float = 1800.0
+    status_silence_seconds: float = 600.0
+    evidence_flush_seconds: float = 5.0
 
     @property
     def data_api_enabled(self):
@@ -91,6 +96,9 @@ _ENV = {
     "opt_in_keywords": ("OPT_IN_KEYWORDS", _words),
     "log_level": ("LOG_LEVEL", lambda v: v.upper()),
     "threads": ("GUNICORN_THREADS", int),
+    "warning_clear_seconds": ("WARNING_CLEAR_SECONDS", float),
+    "status_silence_seconds": ("STATUS_SILENCE_SECONDS", float),
+    "evidence_flush_seconds": ("EVIDENCE_FLUSH_SECONDS", float),
 }
 
 

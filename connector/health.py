@@ -2,6 +2,7 @@
 
 from flask import Blueprint, jsonify
 
+from . import doctor
 from .services import services
 
 bp = Blueprint("health", __name__)
@@ -21,6 +22,7 @@ def health():
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
     }
+    body["warnings"] = doctor.for_health(ctx, problems)
     if problems:
         body["problems"] = problems
     return jsonify(body), 200 if not problems else 503

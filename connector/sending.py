@@ -11,7 +11,7 @@ import time
 from collections import namedtuple
 from dataclasses import dataclass
 
-from . import phone
+from . import observe, phone
 from .errors import Failure
 from .vonage import build_message
 
@@ -145,6 +145,7 @@ def send(services, req, api_key, api_secret):
                 phone.mask(req.to),
                 claim.status,
             )
+            observe.sent(services, req, claim.status, claim.answer, started, replay=True)
             return _answer(claim.status, claim.answer, events=events)
         if claim.kind == "wait":
             return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
@@ -169,6 +170,7 @@ def send(services, req, api_key, api_secret):
                 remember=False,
             )
         raise
+    observe.sent(services, req, status, answer, started)
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
     return _answer(status, answer, retry_after, events)

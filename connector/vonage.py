@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from . import trail
 from .errors import Failure
 from .httppool import ProcessSession
 
@@ -119,6 +120,7 @@ class VonageClient:
                     remember=True,
                 ) from None
             status = response.status_code
+            trail.vonage_answered(status)
             if 200 <= status < 300:
                 return _message_uuid(response)
             if status == 429:

@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, g, jsonify, request
 
-from . import keywords, outbox, phone, signatures, translate
+from . import keywords, observe, outbox, phone, signatures, translate
 from .errors import Failure
 from .services import run_after_response, services
 
@@ -35,6 +35,7 @@ def signed(view):
             log.warning(
                 "webhook %s rejected (%s): %s", request.path, rejected.status, rejected.reason
             )
+            observe.rejected(services(), rejected.reason)
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
         try:
             g.body = json.loads(raw)
@@ -55,10 +56,12 @@ def status():
     log.info("status verified message_uuid=%s status=%s", uuid, vonage_status)
     if mapped is None:
         log.info("status %s of %s is not forwarded", vonage_status, uuid)
+        observe.status(ctx, body, "ignored")
         return _ack("ignored")
     outcome, event_id = ctx.store.record_status(
         uuid, mapped, mapped in translate.FINAL, translate.delivery_event(body, mapped), time.time()
     )
+    observe.status(ctx, body, outcome)
     if outcome in ("duplicate", "superseded"):
         log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
         return _ack(outcome)
@@ -87,6 +90,7 @@ def inbound():
         time.time(),
         settings.data_api_enabled,
     )
+    observe.inbound(ctx, body, number, word, subscription, event_ts, first)
     log.info(
         "inbound verified message_uuid=%s from=%s subscription=%s%s",
         body["message_uuid"],

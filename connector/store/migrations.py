@@ -58,10 +58,39 @@ FIRST_RELEASE = [
     "CREATE INDEX IF NOT EXISTS events_by_state ON events (state, id)",
 ]
 
+# Trace, doctor and report (issue 10). `trail`: one row per step of a message's life (a send
+# answered, a Vonage status, a forward, a reply), append-only, written inside the transaction
+# the step already makes; `detail` is a small JSON object. `evidence`: one row per warning
+# cause, counters that each worker flushes every few seconds (connector/evidence.py).
+OBSERVE = [
+    """CREATE TABLE IF NOT EXISTS trail (
+        id {id},
+        at {real} NOT NULL,
+        stage TEXT NOT NULL,
+        message_uuid TEXT,
+        ref TEXT,
+        number TEXT,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS trail_by_message ON trail (message_uuid)",
+    "CREATE INDEX IF NOT EXISTS trail_by_ref ON trail (ref) WHERE ref IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS trail_by_number ON trail (number)",
+    "CREATE INDEX IF NOT EXISTS trail_by_stage ON trail (stage, at)",
+    """CREATE TABLE IF NOT EXISTS evidence (
+        key TEXT PRIMARY KEY,
+        code INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        since {real} NOT NULL,
+        last_seen {real} NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+]
+
 
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
+    ("trail and evidence, for trace, doctor and report", OBSERVE),
 ]
 LATEST = len(STEPS)
 

@@ -1,0 +1,254 @@
+"""The warnings: what the connector's own traffic says is misconfigured, and the fix.
+
+Each rule reads the evidence rows of its warning (evidence.py), and a few read the store, and
+returns the warnings it finds. A warning is shown while its evidence is younger than
+WARNING_CLEAR_SECONDS; some clear sooner, when the fault is seen to be gone (a status
+webhook arrived, nothing is pending, a Data API call succeeded). Nothing here shows a secret or
+a full phone number. Shared by `GET /health` and `flask doctor`.
+"""
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from . import countries, evidence, vonage_errors
+from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
+
+log = logging.getLogger(__name__)
+CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
+PENDING_CAP = 10_000  # pending events counted at most (a bounded query for /health)
+SILENT_CAP = 1_000  # unanswered sends counted at most
+
+
+def signature_check(reason):
+    return next((check for prefix, check in SIGNATURE_CHECKS if prefix in reason), "token")
+
+
+def _warning(code, message, fix, row):
+    return {
+        "code": code,
+        "message": message,
+        "fix": fix,
+        "since": iso(row["since"]),
+        "count": row["count"],
+    }
+
+
+def iso(epoch):
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _ago(seconds):
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- the rules ------------------------------------------------------------------------------
+def send_authorization(ctx, rows, now):
+    row = rows.get("authorization")
+    if not row:
+        return []
+    return [
+        _warning(
+            "send-authorization",
+            f"{row['count']} sends refused with 401 because MoEngage's Authorization header "
+            f"is not `Custom <key>:<secret>`; the last one had {row['detail']['form']}.",
+            "In MoEngage (Settings > Channels > SMS > the custom sender), set the header "
+            "Authorization to `Custom <Vonage API key>:<Vonage API secret>`: the word Custom, "
+            "one space, the key, a colon, the secret.",
+            row,
+        )
+    ]
+
+
+def vonage_credentials(ctx, rows, now):
+    found = []
+    for status, (message, fix) in VONAGE_ADVICE.items():
+        row = rows.get(f"vonage:{status}")
+        if row:
+            found.append(
+                _warning("vonage-credentials", f"{message}: {row['count']} sends.", fix, row)
+            )
+    return found
+
+
+def webhook_signature(ctx, rows, now):
+    found = []
+    for key, row in sorted(rows.items()):
+        if key.startswith("signature:"):
+            what, fix = SIGNATURE_ADVICE[key.split(":", 1)[1]]
+            found.append(
+                _warning("webhook-signature", f"{row['count']} Vonage webhooks {what}.", fix, row)
+            )
+    return found
+
+
+def status_silence(ctx, rows, now):
+    """Sends Vonage accepted more than STATUS_SILENCE_SECONDS ago, none followed by any status
+    webhook; only sends younger than that plus WARNING_CLEAR_SECONDS count."""
+    settings, store = ctx.settings, ctx.store
+    last_status = store.query("SELECT max(at) FROM trail WHERE stage = 'status'")[0][0] or 0
+    start = max(last_status, now - settings.status_silence_seconds - settings.warning_clear_seconds)
+    unanswered = store.query(
+        "SELECT min(at), count(*) FROM (SELECT at FROM trail WHERE stage = 'send'"
+        " AND at > ? AND message_uuid IS NOT NULL ORDER BY at LIMIT ?) AS sends",
+        (start, SILENT_CAP),
+    )[0]
+    first, count = unanswered
+    if first is None or now - first < settings.status_silence_seconds:
+        return []
+    where = settings.status_webhook_url or "(PUBLIC_URL is not set)"
+    return [
+        _warning(
+            "no-status-webhooks",
+            f"{count}{'+' if count >= SILENT_CAP else ''} sends accepted by Vonage, the first "
+            f"{_ago(now - first)} ago, and no "
+            "status webhook has arrived since: Vonage is not posting statuses here.",
+            "In the Vonage Dashboard, set the application's Status URL to "
+            "<PUBLIC_URL>/webhooks/status; set PUBLIC_URL to this connector's public URL so "
+            f"each send names it (now: {where}); and under Settings > API settings > SMS "
+            "settings choose Messages API.",
+            {"since": first, "count": count},
+        )
+    ]
+
+
+def moengage_refusing(ctx, rows, now):
+    row = rows.get("moengage")
+    if not row:
+        return []
+    store = ctx.store
+    pending = store.query(
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE state = 'pending' LIMIT ?) AS p",
+        (PENDING_CAP,),
+    )[0][0]
+    if not pending:
+        return []
+    oldest = store.query(
+        "SELECT created_at FROM events WHERE state = 'pending' ORDER BY id LIMIT 1"
+    )[0][0]
+    return [
+        _warning(
+            "moengage-refusing",
+            f"MoEngage refused {row['count']} forwarded events; last answer: "
+            f"{row['detail']['last']}. {pending}{'+' if pending >= PENDING_CAP else ''} events "
+            f"pending, the oldest {_ago(now - oldest)} old.",
+            "Check MOENGAGE_DELIVERY_URL against the sender's Delivery tracking URL in MoEngage "
+            "(query string included); once fixed, `flask --app app push` forwards the backlog.",
+            row,
+        )
+    ]
+
+
+def data_api(ctx, rows, now):
+    found = []
+    refused, ok = rows.get("data_api"), rows.get("data_api_ok")
+    if refused and not (ok and ok["last_seen"] > refused["last_seen"]):
+        found.append(
+            _warning(
+                "data-api",
+                f"MoEngage's Data API refused {refused['count']} opt-out/opt-in syncs; last "
+                f"answer: {refused['detail']['last']}.",
+                "Check MOENGAGE_WORKSPACE_ID and MOENGAGE_DATA_API_KEY (MoEngage Settings > "
+                "APIs > Data API) and MOENGAGE_API_URL's data centre; then `flask --app app "
+                "push`.",
+                refused,
+            )
+        )
+    unknown = rows.get("no_customer")
+    if unknown:
+        found.append(
+            _warning(
+                "data-api",
+                f"{unknown['count']} opt-outs/opt-ins could not be written to MoEngage: no "
+                "send to those numbers carried a customer_id.",
+                "Add `customer_id` (the user's ID attribute) to the MoEngage sender's body; "
+                "the change is synced at the number's next send that carries it.",
+                unknown,
+            )
+        )
+    return found
+
+
+def carrier_rejections(ctx, rows, now):
+    found = []
+    for key, row in sorted(rows.items()):
+        if not key.startswith("carrier:") or row["count"] < CARRIER_MIN:
+            continue
+        _, country, code = key.split(":", 2)
+        fix = vonage_errors.FIX.get(
+            code,
+            "See Vonage's country-specific features and restrictions for "
+            f"{countries.describe(country)}; `flask --app app report` lists failures by code",
+        )
+        found.append(
+            _warning(
+                "carrier-rejections",
+                f"{row['count']} messages to {countries.describe(country)} rejected with Vonage "
+                f"error {code}: {vonage_errors.meaning(code)}.",
+                fix,
+                row,
+            )
+        )
+    return found
+
+
+def wrong_host(ctx, rows, now):
+    row = rows.get("host")
+    if not row:
+        return []
+    detail = row["detail"]
+    return [
+        _warning(
+            "wrong-host",
+            f"{row['count']} requests arrived for host {detail['host']}, not PUBLIC_URL's "
+            f"{detail['expected']}: sends name {detail['expected']} for their status webhooks.",
+            "Set PUBLIC_URL to the address MoEngage and Vonage reach this connector at (the "
+            "API URL in MoEngage, the Status and Inbound URLs in Vonage).",
+            row,
+        )
+    ]
+
+
+RULES = [
+    send_authorization,
+    vonage_credentials,
+    webhook_signature,
+    status_silence,
+    moengage_refusing,
+    data_api,
+    carrier_rejections,
+    wrong_host,
+]
+
+
+def warnings(ctx, now=None):
+    """Every warning in force now, in the order of RULES."""
+    now = time.time() if now is None else now
+    rows = evidence.read(ctx.store, now - ctx.settings.warning_clear_seconds)
+    found = []
+    for rule in RULES:
+        found.extend(rule(ctx, rows, now))
+    return found
+
+
+def for_health(ctx, problems):
+    """The warnings for `GET /health`: none when the database does not answer (no second
+    wait for it), and a failure to read them is logged, never a 503. A worker reuses what it
+    read for half EVIDENCE_FLUSH_SECONDS, so a busy /health costs the database nothing more."""
+    if any(problem.startswith("database") for problem in problems):
+        return []
+    cached = getattr(ctx, "health_warnings", None)
+    ttl = ctx.settings.evidence_flush_seconds / 2  # the evidence itself is that fresh at best
+    if cached and time.monotonic() - cached[0] < ttl:
+        return cached[1]
+    try:
+        found = warnings(ctx)
+        ctx.health_warnings = (time.monotonic(), found)
+        return found
+    except Exception:  # /health answers whatever happens here
+        log.exception("could not read the warnings")
+        return []

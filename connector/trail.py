@@ -1,0 +1,177 @@
+"""The trail: one row per step of a message's life, read by `flask trace` and `flask report`.
+
+A step is queued per thread by `note()` and written by the next transaction that thread
+commits (observe.py wraps the store's `transaction()`), so a send's row rides the transaction
+that records its answer and a status's row the one that leases its forward: recording adds no
+commit to the hot path. What is still queued when the request's answer has gone out (a
+replayed send, an ignored status) is written then, in a transaction of its own (`flush`).
+
+Stages and their `detail`: `send` (the request, Vonage's answer and ours, in one row),
+`status` (a verified Vonage status and what became of it), `forward` and `sync` (one attempt
+to give an event to MoEngage's tracking URL or Data API), `inbound` (a reply, with the
+opt-out/opt-in it decided), `subscription` (one made by hand). Rows hold full numbers, as the `sends` table does: only
+`trace --json --unmask` shows them.
+"""
+
+import json
+import re
+import threading
+import time
+
+_local = threading.local()
+_INSERT = (
+    "INSERT INTO trail (at, stage, message_uuid, ref, number, detail) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_VONAGE_STATUS = re.compile(r"^Vonage (\d{3})\b")
+
+
+def note(stage, message_uuid=None, ref=None, number=None, at=None, **detail):
+    """Queue one step; the thread's next committed transaction writes it."""
+    rows = getattr(_local, "rows", None)
+    if rows is None:
+        rows = _local.rows = []
+    detail = {k: v for k, v in detail.items() if v is not None}
+    rows.append(
+        (
+            time.time() if at is None else at,
+            stage,
+            message_uuid,
+            ref,
+            number,
+            json.dumps(detail, separators=(",", ":")),
+        )
+    )
+
+
+def pending():
+    return bool(getattr(_local, "rows", None))
+
+
+def drop():
+    """Forget what an earlier request left queued (its flush failed): never write it elsewhere."""
+    _local.rows = []
+    _local.vonage = None
+
+
+def write(tx):
+    rows = getattr(_local, "rows", None)
+    if rows:
+        _local.rows = []
+        tx.executemany(_INSERT, rows)
+
+
+def flush(store):
+    """Write what is still queued, in a transaction of its own (nothing queued: no-op)."""
+    if pending():
+        with store.transaction() as tx:
+            write(tx)
+
+
+# -- one send: Vonage's part is kept per thread until the send's row is queued ----------------
+def vonage_begin():
+    _local.vonage = {"t0": time.monotonic(), "answers": []}
+
+
+def vonage_answered(status):
+    """One HTTP answer from Vonage (called in vonage.py's loop: its tries are these)."""
+    vonage = getattr(_local, "vonage", None)
+    if vonage is not None:
+        vonage["answers"].append(status)
+
+
+def vonage_end(error=None):
+    vonage = getattr(_local, "vonage", None)
+    if vonage is not None:
+        vonage["ms"] = round((time.monotonic() - vonage["t0"]) * 1000, 1)
+        vonage["error"] = error
+
+
+def _take_vonage(started):
+    vonage, _local.vonage = getattr(_local, "vonage", None), None
+    if vonage is None or vonage["t0"] < started or "ms" not in vonage:
+        return None
+    answers = vonage["answers"]
+    status = answers[-1] if answers else None
+    if status is None and vonage["error"]:
+        found = _VONAGE_STATUS.match(vonage["error"])
+        status = int(found.group(1)) if found else None
+    return {
+        "status": status,
+        "ms": vonage["ms"],
+        "tries": max(len(answers), 1),
+        "error": vonage["error"],
+    }
+
+
+def sent(req, status, answer, started, replay=False):
+    """Queue the send's row: what MoEngage asked, Vonage's answer, ours. Returns Vonage's part
+    (None when Vonage was not called) for the warnings."""
+    now = time.time()
+    elapsed = time.monotonic() - started
+    vonage = None if replay else _take_vonage(started)
+    note(
+        "send",
+        answer.get("trackingId") if status == 200 else None,
+        req.client_ref,
+        req.to,
+        at=now,
+        received=round(now - elapsed, 3),
+        campaign_id=req.campaign_id,
+        customer_id=req.customer_id,
+        replay=replay or None,
+        http=status,
+        error=answer.get("error"),
+        ms=round(elapsed * 1000, 1),
+        vonage=vonage,
+    )
+    return vonage
+
+
+# -- reading --------------------------------------------------------------------------------
+_COLUMNS = "at, stage, message_uuid, ref, number, detail"
+
+
+def _rows(rows):
+    return [
+        {
+            "at": at,
+            "stage": stage,
+            "message_uuid": uuid,
+            "ref": ref,
+            "number": number,
+            **json.loads(detail),
+        }
+        for at, stage, uuid, ref, number, detail in rows
+    ]
+
+
+def by(store, column, value):
+    """Every row whose `column` (message_uuid, ref or number) is `value`, oldest first."""
+    assert column in ("message_uuid", "ref", "number")
+    return _rows(
+        store.query(f"SELECT {_COLUMNS} FROM trail WHERE {column} = ? ORDER BY at, id", (value,))
+    )
+
+
+def since(store, stages, start, end=None):
+    """Rows of the given stages in [start, end), oldest first (the report's day)."""
+    marks = ", ".join("?" for _ in stages)
+    sql = f"SELECT {_COLUMNS} FROM trail WHERE stage IN ({marks}) AND at >= ?"
+    params = [*stages, start]
+    if end is not None:
+        sql += " AND at < ?"
+        params.append(end)
+    return _rows(store.query(sql + " ORDER BY at, id", params))
+
+
+STAGES = ("send", "status", "forward", "sync", "inbound", "subscription")
+
+
+def prune(store, before):
+    """Delete rows older than `before` (epoch seconds), stage by stage along the index; returns
+    how many. For the retention job: the trail is kept as long as the events it traces."""
+    with store.transaction() as tx:
+        return sum(
+            tx.execute("DELETE FROM trail WHERE stage = ? AND at < ?", (stage, before)).rowcount
+            for stage in STAGES
+        )
