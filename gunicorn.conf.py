@@ -27,3 +27,12 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = None  # the app logs each event itself, with numbers masked
 errorlog = "-"
+
+
+def post_worker_init(worker):
+    """Each worker opens the database and logs what is misconfigured before it serves (the app
+    itself opens nothing when built): a bad DATABASE_URL or a schema from a newer connector
+    fails the worker's boot, and gunicorn stops, loudly."""
+    from connector import start
+
+    start(worker.wsgi)

@@ -96,7 +96,7 @@ def make_app(settings):
 
     yield make
     for app in apps:  # PostgreSQL: give the pool's connections back before the schema goes
-        app.extensions["connector"].store.close()
+        app.extensions["connector"].close()
 
 
 @pytest.fixture
