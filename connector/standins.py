@@ -19,6 +19,31 @@ from urllib.parse import urlsplit
 E164 = re.compile(r"[1-9][0-9]{6,14}")
 
 
+# Vonage's problem bodies (RFC 7807), as the Messages API answers them.
+PROBLEMS = {
+    "not_found": {
+        "type": "https://developer.vonage.com/api-errors#not-found",
+        "title": "Not Found",
+        "detail": "The requested resource does not exist.",
+    },
+    "unauthorized": {
+        "type": "https://developer.nexmo.com/api-errors#unauthorized",
+        "title": "Unauthorized",
+        "detail": "You did not provide correct credentials.",
+    },
+    "invalid_json": {
+        "type": "https://developer.nexmo.com/api-errors#invalid-json",
+        "title": "The request body did not contain valid JSON",
+        "detail": "The request body could not be read.",
+    },
+    "invalid_params": {
+        "type": "https://developer.vonage.com/api-errors/messages#1150",
+        "title": "Invalid params",
+        "detail": "The value of one or more parameters is invalid.",
+    },
+}
+
+
 class Answer:
     """A scripted answer: status, JSON body, headers, a delay before it, or a hang/drop."""
 
@@ -110,36 +135,12 @@ class VonageStandIn(StandIn):
     """POST /v1/messages as the Messages API v1 spec describes it, for the accounts given
     (`{api_key: api_secret}`)."""
 
-    # Vonage's problem bodies (RFC 7807), as the Messages API answers them.
-    PROBLEMS = {
-        "not_found": {
-            "type": "https://developer.vonage.com/api-errors#not-found",
-            "title": "Not Found",
-            "detail": "The requested resource does not exist.",
-        },
-        "unauthorized": {
-            "type": "https://developer.nexmo.com/api-errors#unauthorized",
-            "title": "Unauthorized",
-            "detail": "You did not provide correct credentials.",
-        },
-        "invalid_json": {
-            "type": "https://developer.nexmo.com/api-errors#invalid-json",
-            "title": "The request body did not contain valid JSON",
-            "detail": "The request body could not be read.",
-        },
-        "invalid_params": {
-            "type": "https://developer.vonage.com/api-errors/messages#1150",
-            "title": "Invalid params",
-            "detail": "The value of one or more parameters is invalid.",
-        },
-    }
-
     def __init__(self, accounts):
         self.accounts = dict(accounts)
         super().__init__()
 
     def problem(self, name):
-        return {**self.PROBLEMS[name], "instance": str(uuid.uuid4())}
+        return {**PROBLEMS[name], "instance": str(uuid.uuid4())}
 
     def answer(self, record):
         if urlsplit(record["path"]).path != "/v1/messages":
