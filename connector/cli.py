@@ -9,6 +9,8 @@ import click
 from flask.cli import with_appcontext
 
 from . import outbox, phone
+from .rehearsal import rehearse_command
+from .replay import sign_webhook_command
 from .services import services
 from .store import OPTIN
 from .store.transfer import NotAConnectorDatabase
@@ -165,6 +167,8 @@ COMMANDS = [
     optouts_command,
     optin_command,
     copy_sqlite,
+    rehearse_command,
+    sign_webhook_command,
 ]
 
 

@@ -113,6 +113,7 @@ class StandIn:
                 time.sleep(self.latency)
             scripted = self.answer(record)
         record["status"] = None if scripted.drop else scripted.status
+        record["answer"] = None if scripted.drop else scripted.body
         return scripted
 
     def script(self, *answers):
