@@ -1,10 +1,17 @@
 """gunicorn settings: threaded workers, so a send waiting on Vonage holds a thread, not a process.
 
-Each can be overridden by environment: PORT, WEB_CONCURRENCY (workers), GUNICORN_THREADS,
+Each can be overridden by environment or `.env`: PORT, WEB_CONCURRENCY (workers), GUNICORN_THREADS,
 GUNICORN_REUSE_PORT, GUNICORN_TIMEOUT, GUNICORN_GRACEFUL_TIMEOUT, GUNICORN_KEEPALIVE.
 """
 
 import os
+
+from dotenv import load_dotenv
+
+# `.env` is read as the app reads it (connector/config.py: python-dotenv, the environment
+# winning over the file), so PORT, WEB_CONCURRENCY and GUNICORN_THREADS there mean the same
+# to gunicorn as to the app.
+load_dotenv()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
