@@ -3,6 +3,7 @@ sign-webhook` (replay a webhook by hand, signed as Vonage signs it)."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -174,3 +175,17 @@ def test_sign_webhook_refuses_a_file_that_is_not_json(app, tmp_path):
     result = app.test_cli_runner().invoke(args=["sign-webhook", str(path)])
     assert result.exit_code == 2
     assert "FILE" in result.output and "not JSON" in result.output
+
+
+def test_the_readme_opens_with_the_rehearsal_and_its_output_is_true(rehearse):
+    readme = (ROOT / "README.md").read_text()
+    first = readme.split("\n## ", 2)[1]
+    assert first.startswith("Try it without accounts")
+    assert ".venv/bin/flask --app app rehearse\n" in first
+    excerpt = first.split("```\n", 2)[-1]
+    _, text, _ = rehearse()
+    promised = [line.strip() for line in excerpt.splitlines() if line.strip().startswith("✓")]
+    titles = [line for line in excerpt.splitlines() if re.match(r"\d\. ", line)]
+    assert promised and titles
+    for line in promised + titles:
+        assert line in text
