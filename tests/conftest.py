@@ -9,7 +9,7 @@ import pgtest
 import pytest
 from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
-from connector import create_app, signatures
+from connector import create_app, signatures, start
 from connector.config import load_settings
 from connector.store import open_store
 
@@ -88,7 +88,8 @@ def make_app(settings):
     apps = []
 
     def make(**overrides):
-        apps.append(create_app({**settings, **overrides}))
+        # Opened before the first request, as gunicorn does (connector.start).
+        apps.append(start(create_app({**settings, **overrides})))
         return apps[-1]
 
     yield make
