@@ -15,7 +15,7 @@ from conftest import SIGNATURE_SECRET, inbound_body, status_body
 from gunicorn_proc import ROOT
 from werkzeug.serving import make_server
 
-from connector import rehearsal, start
+from connector import loopback, rehearsal, start
 
 
 def settle(count):
@@ -36,8 +36,8 @@ def refused(url):
 def rehearse(tmp_path, monkeypatch):
     """Run the rehearsal in-process: its output, whether it passed, and its connector's URL.
     Its secrets are known here (to check none is printed) and its temp folder is tmp_path."""
-    monkeypatch.setattr(rehearsal.secrets, "token_urlsafe", lambda n: f"S3CRET{n}" + "x" * 40)
-    monkeypatch.setattr(rehearsal.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(loopback.secrets, "token_urlsafe", lambda n: f"S3CRET{n}" + "x" * 40)
+    monkeypatch.setattr(loopback.tempfile, "tempdir", str(tmp_path))
 
     def run(**kwargs):
         lines = []
