@@ -27,10 +27,6 @@ def check(r, condition, promise):
     r.out(f"  ✓ {promise}")
 
 
-def _statuses(records):
-    return [(rec["json"] or {}).get("status") for rec in records]
-
-
 # --- the walk-through: each step prints its exchanges and checks what the README says ----------
 
 
