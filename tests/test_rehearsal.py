@@ -18,12 +18,13 @@ from werkzeug.serving import make_server
 from connector import loopback, rehearsal, start
 
 
-def settle(count):
-    """Wait (briefly) for finished request threads to end; the count left."""
+def started_since(before):
+    """Threads started since `before` (a set of threads) still alive, after a brief wait for
+    finished request threads to end."""
     deadline = time.monotonic() + 3
-    while threading.active_count() > count and time.monotonic() < deadline:
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.02)
-    return threading.active_count()
+    return set(threading.enumerate()) - before
 
 
 def refused(url):
@@ -49,7 +50,7 @@ def rehearse(tmp_path, monkeypatch):
 
 
 def test_rehearse_walks_through_every_step_and_leaves_nothing(rehearse, tmp_path):
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
     passed, text, url = rehearse()
     assert passed, text
     for promise in [
@@ -65,17 +66,17 @@ def test_rehearse_walks_through_every_step_and_leaves_nothing(rehearse, tmp_path
         assert promise in text
     assert "S3CRET" not in text  # API secret, signature secret, Data API key: all masked
     assert "Custom rehearsal:********" in text
-    assert settle(threads) == threads and refused(url)
+    assert started_since(threads) == set() and refused(url)
     assert list(tmp_path.iterdir()) == []  # the throwaway database is gone
 
 
 def test_rehearse_fails_when_the_connector_breaks_a_promise(rehearse, tmp_path):
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
     passed, text, url = rehearse(overrides={"opt_out_keywords": ("HALT",)})
     assert not passed
     assert "✗ FAILED: MoEngage's tracking URL received the reply, subscription OPTOUT" in text
     assert "Rehearsal failed at step 4" in text
-    assert settle(threads) == threads and refused(url)
+    assert started_since(threads) == set() and refused(url)
     assert list(tmp_path.iterdir()) == []
 
 
