@@ -1,10 +1,17 @@
 """gunicorn settings: threaded workers, so a send waiting on Vonage holds a thread, not a process.
 
-Each can be overridden by environment: PORT, WEB_CONCURRENCY (workers), GUNICORN_THREADS,
+Each can be overridden by environment or `.env`: PORT, WEB_CONCURRENCY (workers), GUNICORN_THREADS,
 GUNICORN_REUSE_PORT, GUNICORN_TIMEOUT, GUNICORN_GRACEFUL_TIMEOUT, GUNICORN_KEEPALIVE.
 """
 
 import os
+
+from dotenv import load_dotenv
+
+# `.env` is read as the app reads it (connector/config.py: python-dotenv, the environment
+# winning over the file), so PORT, WEB_CONCURRENCY and GUNICORN_THREADS there mean the same
+# to gunicorn as to the app.
+load_dotenv()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
@@ -27,3 +34,12 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = None  # the app logs each event itself, with numbers masked
 errorlog = "-"
+
+
+def post_worker_init(worker):
+    """Each worker opens the database and logs what is misconfigured before it serves (the app
+    itself opens nothing when built): a bad DATABASE_URL or a schema from a newer connector
+    fails the worker's boot, and gunicorn stops, loudly."""
+    from connector import start
+
+    start(worker.wsgi)

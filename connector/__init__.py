@@ -12,9 +12,14 @@ from .services import build_services
 MAX_BODY = 1024 * 1024  # contract: a send body over 1 MiB is a 413
 
 
-def create_app(config=None):
-    """Build the app from the environment; `config` (a dict of Settings fields) overrides it."""
-    settings = load_settings(config)
+def create_app(config=None, environ=None):
+    """Build the app from the environment (or `environ`, a dict read instead of the environment
+    and `.env`); `config` (a dict of Settings fields) overrides it.
+
+    Building opens no database and complains about nothing, so any `flask --app app` command
+    (even `--help`) does only what it is asked; `start(app)` does both before serving.
+    """
+    settings = load_settings(config, environ=environ)
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -29,7 +34,16 @@ def create_app(config=None):
     cli.init_app(app)
     observe.init_app(app)
     register_error_handlers(app)
+    return app
 
+
+def start(app):
+    """What a server does before its first request: open (and migrate) the database, so a bad
+    DATABASE_URL or a schema from a newer connector stops the start loudly, and log every
+    setting that keeps the connector from working. gunicorn.conf.py calls it in each worker."""
+    ctx = app.extensions["connector"]
+    ctx.store  # noqa: B018 - opening it is the point
+    settings = ctx.settings
     log = logging.getLogger("connector")
     for problem in settings.problems():
         log.error("configuration: %s", problem)

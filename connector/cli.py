@@ -1,6 +1,7 @@
 """`flask --app app <command>`: push pending events, list and lift opt-outs, requeue events,
 copy a SQLite file into PostgreSQL."""
 
+import os
 import time
 from datetime import UTC, datetime
 
@@ -8,10 +9,34 @@ import click
 from flask.cli import with_appcontext
 
 from . import outbox, phone
+from .rehearsal import rehearse_command
+from .replay import sign_webhook_command
 from .services import services
 from .store import OPTIN
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
+
+
+def existing_store():
+    """The store, for a command that only reads. A SQLite file that does not exist is a
+    mistyped DATABASE_PATH or the wrong folder, not an empty database: say so (exit 1) and
+    create nothing."""
+    ctx = services()
+    path = ctx.settings.database_path
+    if not ctx.settings.database_url and not os.path.exists(path):
+        raise click.ClickException(
+            f"no database at {os.path.abspath(path)} (DATABASE_PATH={path}): nothing to read. "
+            "Check DATABASE_PATH, or run this from the folder the connector runs in."
+        )
+    return ctx.store
+
+
+def require(*variables):
+    """Stop a command, naming the fix, when a setting it needs is missing. Only the settings
+    the command needs: `optouts` says nothing about MOENGAGE_DELIVERY_URL."""
+    found = [p for p in services().settings.problems() if p.split()[0] in variables]
+    if found:
+        raise click.ClickException("; ".join(found))
 
 
 def _when(epoch):
@@ -30,7 +55,7 @@ def _print_pending(rows):
 @with_appcontext
 def pending_command():
     """List the events still waiting for MoEngage to accept them."""
-    rows = services().store.pending_events()
+    rows = existing_store().pending_events()
     _print_pending(rows)
     click.echo(f"{len(rows)} pending")
 
@@ -39,6 +64,7 @@ def pending_command():
 @with_appcontext
 def push_command():
     """Forward every pending event to MoEngage now (after an outage or a URL fix)."""
+    require("MOENGAGE_DELIVERY_URL")
     ctx = services()
     targets = {row[0]: row[1] for row in ctx.store.pending_events()}
     sent, left = outbox.push_pending(ctx)
@@ -70,7 +96,7 @@ def requeue_command(since):
 @with_appcontext
 def optouts_command():
     """List opted-out numbers (masked), newest first."""
-    rows = services().store.opted_out()
+    rows = existing_store().opted_out()
     for number, event_ts, synced in rows:
         state = "synced to MoEngage" if synced else "not synced (no customer_id known yet)"
         click.echo(f"{phone.mask(number)} since {_when(event_ts)}, {state}")
@@ -85,8 +111,12 @@ def optin_command(number):
     ctx = services()
     try:
         number = phone.normalise(number)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except ValueError:
+        raise click.BadParameter(
+            f"{number!r} is not a phone number: give 7 to 15 digits in international format, "
+            "country code first (e.g. +447700900000)",
+            param_hint="NUMBER",
+        ) from None
     if not ctx.store.is_opted_out(number):
         click.echo(f"{phone.mask(number)} is not opted out")
         return
@@ -137,6 +167,8 @@ COMMANDS = [
     optouts_command,
     optin_command,
     copy_sqlite,
+    rehearse_command,
+    sign_webhook_command,
 ]
 
 

@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify
 
 from . import doctor
 from .services import services
+from .store import describe
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +19,7 @@ def health():
         problems.append(f"database does not answer: {type(exc).__name__}")
     body = {
         "status": "ok" if not problems else "unavailable",
-        "database": ctx.store.describe().split(":", 1)[0],
+        "database": describe(ctx.settings).split(":", 1)[0],
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
     }

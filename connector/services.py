@@ -1,34 +1,54 @@
 """What the routes work with, built once per app from the settings."""
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from flask import after_this_request, current_app
 
 from .config import Settings
 from .moengage import MoEngageClient
 from .ratelimit import RateLimiter
-from .store import Store, open_store
+from .store import Store, describe, open_store
 from .vonage import VonageClient
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: Store
     vonage: VonageClient
     moengage: MoEngageClient
     limiter: RateLimiter
     # Events may wait in the store (true at start, and after a failed forward): the next
     # successful forward sweeps them.
     backlog: bool = True
+    _store: Store | None = field(default=None, repr=False)
+    _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def store(self):
+        """The database, opened (and migrated) on first use: building the app touches no file,
+        so `flask --app app --help` creates nothing. gunicorn opens it before serving
+        (`connector.start`), so a bad DATABASE_URL still stops the start."""
+        if self._store is None:
+            with self._opening:
+                if self._store is None:
+                    self._store = open_store(self.settings)
+        return self._store
+
+    @property
+    def store_opened(self):
+        return self._store is not None
+
+    def close(self):
+        """Give the database's connections back, if it was opened at all."""
+        if self._store is not None:
+            self._store.close()
 
 
 def build_services(settings):
     pool = max(settings.threads, 10)
-    store = open_store(settings)
     return Services(
         settings=settings,
-        store=store,
         vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
         moengage=MoEngageClient(
             settings.moengage_delivery_url,
@@ -40,7 +60,7 @@ def build_services(settings):
         ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
         limiter=RateLimiter(
-            settings.vonage_max_rps, store.describe(), max_waiting=max(1, settings.threads // 2)
+            settings.vonage_max_rps, describe(settings), max_waiting=max(1, settings.threads // 2)
         ),
     )
 

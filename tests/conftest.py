@@ -2,17 +2,14 @@
 (SQLite always; PostgreSQL when TEST_DATABASE_URL is set), and `sign()`."""
 
 import base64
-import hashlib
 import json
-import time
 import uuid
 
-import jwt
 import pgtest
 import pytest
 from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
-from connector import create_app
+from connector import create_app, signatures, start
 from connector.config import load_settings
 from connector.store import open_store
 
@@ -91,12 +88,13 @@ def make_app(settings):
     apps = []
 
     def make(**overrides):
-        apps.append(create_app({**settings, **overrides}))
+        # Opened before the first request, as gunicorn does (connector.start).
+        apps.append(start(create_app({**settings, **overrides})))
         return apps[-1]
 
     yield make
     for app in apps:  # PostgreSQL: give the pool's connections back before the schema goes
-        app.extensions["connector"].store.close()
+        app.extensions["connector"].close()
 
 
 @pytest.fixture
@@ -116,17 +114,11 @@ def send(client, body, headers=AUTH, path="/"):
 def sign(body, secret=SIGNATURE_SECRET, **claims):
     """An `Authorization` header as Vonage signs a webhook: HS256 JWT with payload_hash."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    payload = {
-        "iat": int(time.time()),
-        "jti": str(uuid.uuid4()),
-        "iss": "Vonage",
-        "payload_hash": hashlib.sha256(raw).hexdigest(),
-        "api_key": API_KEY,
-        "application_id": str(uuid.uuid4()),
+    claims = {"api_key": API_KEY, "application_id": str(uuid.uuid4()), **claims}
+    return {
+        "Authorization": signatures.sign(raw, secret, **claims),
+        "Content-Type": "application/json",
     }
-    payload.update(claims)
-    token = jwt.encode(payload, secret, algorithm="HS256")
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 def b64(data):

@@ -1,157 +1,32 @@
-"""Vonage and MoEngage stand-ins: real HTTP servers on loopback that answer as Vonage's and
-MoEngage's published contracts say, so the connector's real clients, timeouts and retries are
-what is tested.
+"""The stand-ins the tests use (connector/standins.py), answering errors with the bodies
+Vonage's own SDKs test against (tests/fixtures/vonage), and the test accounts."""
 
-Each server records what it received and can be scripted: `script(...)` queues answers that
-the next requests get in turn, after which it answers as the real service does.
-"""
-
-import base64
 import json
-import re
-import threading
-import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from connector import standins
+from connector.standins import Answer, MoEngageStandIn, StandIn
+
+__all__ = ["Answer", "MoEngageStandIn", "StandIn", "VonageStandIn", "fixture"]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vonage"  # sources: its README.md
 API_KEY, API_SECRET = "abcd1234", "Secr3t:with:colons"
 ACCOUNTS = {API_KEY: API_SECRET, "efgh5678": "other-secret"}
-E164 = re.compile(r"[1-9][0-9]{6,14}")
+PROBLEM_FIXTURES = {
+    "not_found": "python-sdk/messages__not_found.json",
+    "unauthorized": "python-sdk/http_client__401.json",
+    "invalid_json": "php-sdk/bad-request.json",
+    "invalid_params": "python-sdk/messages__invalid_error.json",
+}
 
 
 def fixture(name):
     return json.loads((FIXTURES / name).read_text())
 
 
-class Answer:
-    """A scripted answer: status, JSON body, headers, a delay before it, or a hang/drop."""
+class VonageStandIn(standins.VonageStandIn):
+    def __init__(self, accounts=ACCOUNTS):
+        super().__init__(accounts)
 
-    def __init__(self, status=200, body=None, headers=None, delay=0.0, drop=False):
-        self.status, self.body, self.headers = status, body, headers or {}
-        self.delay, self.drop = delay, drop
-
-
-class StandIn:
-    def __init__(self):
-        self.requests = []
-        self._script = []
-        self._lock = threading.Lock()
-        self.latency = 0.0
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                record = {
-                    "path": self.path,
-                    "headers": dict(self.headers),
-                    "raw": raw,
-                    "time": time.time(),
-                }
-                try:
-                    record["json"] = json.loads(raw)
-                except ValueError:
-                    record["json"] = None
-                answer = stand_in._next(record)
-                if answer.delay:
-                    time.sleep(answer.delay)
-                if answer.drop:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                data = b"" if answer.body is None else json.dumps(answer.body).encode()
-                self.send_response(answer.status)
-                ctype = "application/problem+json" if answer.status >= 400 else "application/json"
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        # A client that gave up (timeouts are tested on purpose) is not an error here.
-        self.server.handle_error = lambda request, address: None
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _next(self, record):
-        with self._lock:
-            self.requests.append(record)
-            scripted = self._script.pop(0) if self._script else None
-        if scripted is None:
-            if self.latency:
-                time.sleep(self.latency)
-            scripted = self.answer(record)
-        record["status"] = None if scripted.drop else scripted.status
-        return scripted
-
-    def script(self, *answers):
-        with self._lock:
-            self._script.extend(answers)
-
-    def reset(self):
-        with self._lock:
-            self.requests.clear()
-            self._script.clear()
-        self.latency = 0.0
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class VonageStandIn(StandIn):
-    """POST /v1/messages as the Messages API v1 spec and the SDK fixtures describe it."""
-
-    def answer(self, record):
-        if urlsplit(record["path"]).path != "/v1/messages":
-            return Answer(404, fixture("python-sdk/messages__not_found.json"))
-        auth = record["headers"].get("Authorization", "")
-        accepted = {
-            "Basic " + base64.b64encode(f"{k}:{s}".encode()).decode() for k, s in ACCOUNTS.items()
-        }
-        if auth not in accepted:
-            return Answer(401, fixture("python-sdk/http_client__401.json"))
-        body = record["json"]
-        if not isinstance(body, dict):
-            return Answer(422, fixture("php-sdk/bad-request.json"))
-        valid = (
-            body.get("message_type") == "text"
-            and body.get("channel") == "sms"
-            and isinstance(body.get("to"), str)
-            and E164.fullmatch(body["to"])
-            and body.get("from")
-            and isinstance(body.get("text"), str)
-            and 1 <= len(body["text"]) <= 3200
-            and len(body.get("client_ref") or "") <= 100
-        )
-        if not valid:
-            return Answer(422, fixture("python-sdk/messages__invalid_error.json"))
-        return Answer(
-            202, {"message_uuid": str(uuid.uuid4())}, headers={"X-Request-Id": str(uuid.uuid4())}
-        )
-
-    def sent(self):
-        """The messages Vonage accepted (requests that got a 202)."""
-        return [r["json"] for r in self.requests if r.get("status") == 202]
-
-
-class MoEngageStandIn(StandIn):
-    """The SMS delivery tracking URL and the Data API's Track User; 200 to both by default."""
-
-    def answer(self, record):
-        return Answer(200, {"status": "success"})
-
-    def posts(self, prefix):
-        return [r for r in self.requests if r["path"].startswith(prefix)]
+    def problem(self, name):
+        return fixture(PROBLEM_FIXTURES[name])

@@ -1,49 +1,34 @@
-"""The one-click deploy files: Heroku's app.json and Render's render.yaml describe the same app."""
+"""The one-click deploy files, checked against the platforms' own schemas (tests/fixtures/deploy),
+and the settings: the README's Settings table, .env.example, connector/config.py and
+gunicorn.conf.py agree on every variable and its default. Adding a setting means adding its row
+to the README and its line to .env.example; these tests need no change."""
 
+import copy
 import json
+import os
 import re
+import runpy
 from pathlib import Path
 
+import dotenv
+import jsonschema
 import pytest
-import yaml_subset
+import yaml
 
-from connector.config import _ENV
+from connector.config import _ENV, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# Heroku's app.json schema (devcenter "app.json Schema"): every key it defines, and no other.
-APP_JSON_KEYS = {
-    "name",
-    "description",
-    "keywords",
-    "website",
-    "repository",
-    "logo",
-    "success_url",
-    "scripts",
-    "env",
-    "formation",
-    "image",
-    "addons",
-    "buildpacks",
-    "environments",
-    "stack",
-}
-ENV_KEYS = {"description", "value", "required", "generator"}
-FORMATION_KEYS = {"quantity", "size"}
-ADDON_KEYS = {"plan", "as", "options"}
-# Render's Blueprint spec: root fields, and the sources one envVars entry may take (exactly one).
-RENDER_KEYS = {"services", "databases", "envVarGroups", "projects", "ungrouped", "previews"}
-ENV_SOURCES = {"value", "sync", "generateValue", "fromDatabase", "fromService", "fromGroup"}
-# What the connector and gunicorn.conf.py read.
-SETTINGS = {var for var, _ in _ENV.values()} | {
-    "PORT",
-    "WEB_CONCURRENCY",
-    "GUNICORN_THREADS",
-    "GUNICORN_TIMEOUT",
-    "GUNICORN_GRACEFUL_TIMEOUT",
-    "GUNICORN_KEEPALIVE",
-}
-REQUIRED = {"VONAGE_SIGNATURE_SECRET"}  # the one setting a newcomer has before deploying
+SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "deploy"  # sources: its README.md
+CONFIG_VARS = {var for var, _ in _ENV.values()}
+
+
+def schema(name):
+    return json.loads((SCHEMAS / name).read_text())
+
+
+def errors(document, schema_document):
+    validator = jsonschema.validators.validator_for(schema_document)(schema_document)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ def app_json():
 
 @pytest.fixture(scope="module")
 def blueprint():
-    return yaml_subset.parse((ROOT / "render.yaml").read_text())
+    return yaml.safe_load((ROOT / "render.yaml").read_text())
 
 
 def procfile():
@@ -62,36 +47,190 @@ def procfile():
     )
 
 
-def test_app_json_uses_only_herokus_keys(app_json):
-    assert set(app_json) <= APP_JSON_KEYS
-    assert 3 <= len(app_json["name"]) <= 30 and len(app_json["description"]) <= 140
-    assert all(isinstance(word, str) for word in app_json["keywords"])
+# --- the README's Settings table -------------------------------------------------------------
 
 
-def test_app_json_env_describes_every_setting(app_json):
+def readme_settings():
+    """{variable: default}: the literal default (text), "required", or None (no literal
+    default: none, or derived from another setting)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    found = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0])
+        default = cells[-1]
+        if default.startswith("`"):
+            values = re.findall(r"`([^`]*)`", default)
+            assert len(values) == len(names), f"one default per variable: {line}"
+        else:
+            values = ["required" if default == "required" else None] * len(names)
+        found.update(zip(names, values, strict=True))
+    return found
+
+
+def env_example():
+    """{variable: (commented out, value)} of .env.example."""
+    found = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.fullmatch(r"(#?)([A-Z][A-Z0-9_]*)=(.*)", line.strip())
+        if match:
+            assert match[2] not in found, f"{match[2]} twice in .env.example"
+            found[match[2]] = (bool(match[1]), match[3])
+    return found
+
+
+SETTINGS = readme_settings()
+
+
+def test_the_readme_table_is_read():
+    assert {"MOENGAGE_DELIVERY_URL", "DATABASE_PATH", "PORT", "GUNICORN_THREADS"} <= set(SETTINGS)
+    assert SETTINGS["VONAGE_SIGNATURE_SECRET"] == "required"
+    assert SETTINGS["GUNICORN_THREADS"] == "64" and SETTINGS["PUBLIC_URL"] is None
+
+
+def test_env_example_lists_every_setting_at_its_default():
+    example = env_example()
+    assert set(example) == set(SETTINGS)
+    for var, default in SETTINGS.items():
+        commented, value = example[var]
+        if default == "required":
+            assert (commented, value) == (False, ""), f"{var}: required, so set and empty"
+        elif default is None:
+            assert (commented, value) == (True, ""), f"{var}: no default, so #{var}="
+        else:
+            assert (commented, value) == (True, default), f"{var}: #{var}={default}"
+
+
+def other_than(default):
+    """A value that differs from `default` and still parses."""
+    if default is None or default == "required":
+        return "https://example.invalid/x"
+    if default in ("0", "1"):  # may be a switch: flip it
+        return str(1 - int(default))
+    if default.isdigit():
+        return str(int(default) + 1)
+    try:
+        return str(float(default) + 1)
+    except ValueError:
+        return default + "X"
+
+
+def gunicorn_settings(monkeypatch, **env):
+    """gunicorn.conf.py's values with only `env` set of the README's settings (no `.env`)."""
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SETTINGS})
+    os.environ.update(env)
+    monkeypatch.setattr(dotenv, "load_dotenv", lambda *a, **k: None)
+    values = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return {k: v for k, v in values.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+@pytest.mark.parametrize("var", sorted(SETTINGS))
+def test_the_app_or_gunicorn_reads_each_setting_with_the_readmes_default(var, monkeypatch):
+    default = SETTINGS[var]
+    read = False
+    if var in CONFIG_VARS:
+        read = True
+        unset = load_settings(environ={})
+        if default not in (None, "required"):
+            assert load_settings(environ={var: default}) == unset, f"{var}: default differs"
+        assert load_settings(environ={var: other_than(default)}) != unset, f"{var} not read"
+    unset = gunicorn_settings(monkeypatch)
+    changed = gunicorn_settings(monkeypatch, **{var: other_than(default)})
+    if changed != unset:
+        read = True
+        assert gunicorn_settings(monkeypatch, **{var: default}) == unset, f"{var}: default differs"
+    assert read, (
+        f"{var} is in the README but neither connector/config.py nor gunicorn.conf.py reads it"
+    )
+
+
+def test_gunicorn_reads_dotenv_as_the_app_does(tmp_path, monkeypatch):
+    (tmp_path / "gunicorn.conf.py").write_text((ROOT / "gunicorn.conf.py").read_text())
+    (tmp_path / ".env").write_text("PORT=1234\nWEB_CONCURRENCY=3\nGUNICORN_THREADS=5\n")
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SETTINGS})
+    os.environ["GUNICORN_THREADS"] = "7"  # the environment wins over .env, as in the app
+    values = runpy.run_path(str(tmp_path / "gunicorn.conf.py"))
+    assert (values["bind"].rsplit(":", 1)[1], values["workers"], values["threads"]) == (
+        "1234",
+        3,
+        7,
+    )
+
+
+# --- app.json against Heroku's schema ----------------------------------------------------------
+
+
+def test_app_json_matches_herokus_schema(app_json):
+    assert errors(app_json, schema("heroku-app.schema.json")) == []
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda a: a.update(formations=a["formation"]),  # a misspelt key
+        lambda a: a["env"]["LOG_LEVEL"].update(value=3),  # Heroku wants text
+        lambda a: a.update(name="a name far longer than thirty characters"),
+    ],
+)
+def test_herokus_schema_catches_a_broken_app_json(app_json, break_it):
+    broken = copy.deepcopy(app_json)
+    break_it(broken)
+    assert errors(broken, schema("heroku-app.schema.json"))
+
+
+def test_app_json_env_describes_only_documented_settings(app_json):
     for var, spec in app_json["env"].items():
-        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", var) and var in SETTINGS, var
-        assert set(spec) <= ENV_KEYS and spec["description"], var
-        assert isinstance(spec.get("required", True), bool)
-        assert isinstance(spec.get("value", ""), str)
-        assert spec.get("generator", "secret") == "secret"
+        assert var in SETTINGS and spec["description"], var
         # Heroku's default is required: an optional setting must say so or carry a value.
-        assert spec.get("required", True) is False or "value" in spec or var in REQUIRED, var
+        required = spec.get("required", True)
+        assert required is False or "value" in spec or SETTINGS[var] == "required", var
     assert "DATABASE_URL" not in app_json["env"]  # the add-on sets it
 
 
 def test_app_json_adds_postgres_and_runs_the_procfiles_web_process(app_json):
     plans = [a if isinstance(a, str) else a["plan"] for a in app_json["addons"]]
-    assert all(isinstance(a, str) or set(a) <= ADDON_KEYS for a in app_json["addons"])
     assert any(plan.split(":")[0] == "heroku-postgresql" for plan in plans)
     assert set(app_json["formation"]) <= set(procfile()) and "web" in app_json["formation"]
-    for process in app_json["formation"].values():
-        assert set(process) <= FORMATION_KEYS and process["quantity"] >= 1
+    assert all(process["quantity"] >= 1 for process in app_json["formation"].values())
     assert app_json["buildpacks"] == [{"url": "heroku/python"}]
 
 
+# --- render.yaml against the Blueprint reference -----------------------------------------------
+
+
+def test_render_yaml_matches_the_blueprint_reference(blueprint):
+    assert errors(blueprint, schema("render-blueprint.schema.json")) == []
+
+
+@pytest.mark.skipif(
+    not os.environ.get("RENDER_SCHEMA"),
+    reason="Render's own schema has no license, so it is not in the repository: set "
+    "RENDER_SCHEMA to a download of https://render.com/schema/render.yaml.json to check it too",
+)
+def test_render_yaml_matches_renders_own_schema(blueprint):
+    assert errors(blueprint, json.loads(Path(os.environ["RENDER_SCHEMA"]).read_text())) == []
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda b: b["services"][0].update(startcommand="gunicorn app:app"),  # misspelt
+        lambda b: b["services"][0]["envVars"].append({"key": "X", "value": "1", "sync": False}),
+        lambda b: b["services"][0]["envVars"].append({"key": "X", "sync": True}),
+        lambda b: b["databases"][0].update(plan="huge"),
+        lambda b: b.update(service=b["services"]),
+    ],
+)
+def test_the_blueprint_schema_catches_a_broken_render_yaml(blueprint, break_it):
+    broken = copy.deepcopy(blueprint)
+    break_it(broken)
+    assert errors(broken, schema("render-blueprint.schema.json"))
+
+
 def test_render_yaml_is_one_python_web_service_and_its_database(blueprint):
-    assert set(blueprint) <= RENDER_KEYS
     [service] = blueprint["services"]
     [database] = blueprint["databases"]
     assert (service["type"], service["runtime"]) == ("web", "python")
@@ -105,9 +244,8 @@ def test_render_yaml_is_one_python_web_service_and_its_database(blueprint):
         "property": "connectionString",
     }
     for key, entry in env.items():
-        assert len(set(entry) & ENV_SOURCES) == 1 and set(entry) <= ENV_SOURCES | {"key"}, key
+        assert key in SETTINGS, key
         assert isinstance(entry.get("value", ""), str), key  # numbers quoted: Render wants text
-        assert entry.get("sync", False) is False, key  # sync: false = asked for at creation
 
 
 def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
@@ -118,32 +256,18 @@ def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
         assert render_env[var].get("value") == spec.get("value"), var
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "a: [1]\n",
-        "a: {b: 1}\n",
-        "a: &x 1\n",
-        "a: |\n  b\n",
-        "a: 1\na: 2\n",
-        "a:\n\tb: 1\n",
-        "a: b: c\n",
-        "a: 'open\n",
-    ],
-)
-def test_the_yaml_reader_refuses_what_is_outside_its_subset(text):
-    with pytest.raises(yaml_subset.YamlError):
-        yaml_subset.parse(text)
+# --- the project's habits ----------------------------------------------------------------------
 
 
-def test_the_yaml_reader_reads_its_subset():
-    text = (
-        "# comment\nlist:\n  - key: 'it''s'  # trailing\n    n: 2\n  - plain app:app\n"
-        'same:\n- "x # y"\n- 1.5\nempty:\nflag: true\n'
-    )
-    assert yaml_subset.parse(text) == {
-        "list": [{"key": "it's", "n": 2}, "plain app:app"],
-        "same": ["x # y", 1.5],
-        "empty": None,
-        "flag": True,
-    }
+def test_the_license_is_mit():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License")
+    assert "Copyright (c) 2026 the Vonage SMS connector for MoEngage contributors" in text
+
+
+def test_python_version_is_the_one_ci_and_ruff_target():
+    version = (ROOT / ".python-version").read_text().strip()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.fullmatch(r"3\.\d+", version)
+    assert f'target-version = "py{version.replace(".", "")}"' in pyproject
+    assert f"Python {version}+" in (ROOT / "README.md").read_text()

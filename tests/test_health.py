@@ -5,6 +5,8 @@ import logging
 from conftest import AUTH, SIGNATURE_SECRET, send
 from standins import API_SECRET
 
+from connector import start
+
 
 def test_health_is_ok_when_configured(client, backend):
     response = client.get("/health")
@@ -14,8 +16,9 @@ def test_health_is_ok_when_configured(client, backend):
 
 
 def test_missing_settings_are_named_in_health_and_the_log(make_app, caplog):
+    app = make_app(moengage_delivery_url="", vonage_signature_secrets=())
     with caplog.at_level(logging.ERROR):
-        app = make_app(moengage_delivery_url="", vonage_signature_secrets=())
+        start(app)  # what gunicorn does before serving
     response = app.test_client().get("/health")
     assert response.status_code == 503
     text = " ".join(response.json["problems"])

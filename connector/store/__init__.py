@@ -17,11 +17,23 @@ __all__ = [
     "SchemaTooNew",
     "SqliteStore",
     "Store",
+    "describe",
     "open_store",
 ]
 
 log = logging.getLogger(__name__)
 POSTGRES_SCHEMES = ("postgres", "postgresql")  # Heroku still hands out postgres://
+
+
+def describe(settings):
+    """The database the settings name, as its store's `describe()` says it (never a user or
+    password), without opening it."""
+    if not settings.database_url:
+        return f"sqlite:{settings.database_path}"
+    try:
+        return PostgresStore(settings.database_url, pool_size=1).describe()
+    except Exception:  # noqa: BLE001 - an unreadable URL is reported when the store opens
+        return "postgresql:?"
 
 
 def open_store(settings):
