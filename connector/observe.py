@@ -28,8 +28,7 @@ def init_app(app):
     ctx = app.extensions["connector"]
     settings = ctx.settings
     ctx.evidence = Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds)
-    ctx.store.transaction = _carrying(ctx.store.transaction)
-    ctx.store.set_subscription = _noting_by_hand(ctx.store.set_subscription)
+    ctx.store_hooks.append(_watch_store)
     ctx.vonage = TracedVonage(ctx.vonage)
     ctx.moengage = TracedMoEngage(ctx.moengage, ctx.evidence)
     expected_host = _host(settings.public_url)
@@ -54,7 +53,7 @@ def init_app(app):
     @app.teardown_appcontext
     def command_done(exc):
         """A command (`flask push`, `optin`): what it left to write is written as it ends."""
-        if not g.get("observed"):
+        if not g.get("observed") and ctx.store_opened:  # `--help` opens no database
             _flush(ctx, force=True)
 
     cli_ops.init_app(app)
@@ -66,6 +65,12 @@ def _host(url):
         return (urlsplit(url).hostname or "") if url else ""
     except ValueError:
         return ""
+
+
+def _watch_store(store):
+    """As the store opens: its transactions carry the trail, and a change by hand is noted."""
+    store.transaction = _carrying(store.transaction)
+    store.set_subscription = _noting_by_hand(store.set_subscription)
 
 
 def _carrying(transaction):

@@ -21,6 +21,8 @@ class Services:
     # Events may wait in the store (true at start, and after a failed forward): the next
     # successful forward sweeps them.
     backlog: bool = True
+    # Functions given the store as it opens (observe.py makes its transactions carry the trail).
+    store_hooks: list = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -32,7 +34,10 @@ class Services:
         if self._store is None:
             with self._opening:
                 if self._store is None:
-                    self._store = open_store(self.settings)
+                    store = open_store(self.settings)
+                    for hook in self.store_hooks:
+                        hook(store)
+                    self._store = store
         return self._store
 
     @property
