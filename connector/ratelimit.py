@@ -1,10 +1,14 @@
-"""A per-API-key send rate shared by every worker process of one instance.
+"""A per-API-key send rate shared by every worker process, and with PostgreSQL every instance.
 
 Vonage allows 30 requests/s per API key by default and bounces the excess with 429s; MoEngage
 pushes a campaign far faster. Each send takes the next free slot (slots evenly spaced, GCRA),
 waits for it, and is refused with 429 + Retry-After when the slot is further off than it may wait.
-The schedule lives in a small file per API key, locked with flock, so all gunicorn workers
-share it without a server.
+
+Where the schedule lives follows the database: with SQLite (one machine) a small file per API
+key, locked with flock, shared by all gunicorn workers; with PostgreSQL one row per API key in
+`send_schedule`, taken by one statement that computes the slot on the server's clock, so every
+worker of every instance (dyno) draws from the same schedule and VONAGE_MAX_RPS is the limit for
+the whole deployment, not per instance.
 """
 
 import fcntl
@@ -21,21 +25,113 @@ from .errors import Failure
 # the request reaching Vonage vary, and at exact spacing a late send and an early one put
 # rps + 1 into one of Vonage's seconds. Measured with bench/: 31 in a second at exact spacing.
 MARGIN = 0.05
+CLOCK_STEP = 3600  # a schedule this far ahead means the clock stepped back: start afresh
+
+
+def _key_name(api_key):
+    """The schedule's name for an API key: a hash, so neither file names nor rows hold it."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+def _refuse(wait):
+    raise Failure(
+        429,
+        "the send rate for this Vonage API key (VONAGE_MAX_RPS) is used up; retry later",
+        retry_after=max(1, math.ceil(wait)),
+    )
+
+
+class FileSchedule:
+    """One instance's schedule: a file per API key in the temp directory, under flock."""
+
+    def __init__(self, instance_id):
+        digest = hashlib.sha256(instance_id.encode()).hexdigest()[:16]
+        self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
+        os.makedirs(self.directory, exist_ok=True)
+
+    def reserve(self, api_key, interval, max_wait):
+        """(slot, wait): the next free slot of `api_key` if at most `max_wait` s away."""
+        fd = os.open(
+            os.path.join(self.directory, _key_name(api_key)), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            now = time.time()
+            try:
+                next_free = float(os.pread(fd, 64, 0) or 0)
+            except ValueError:
+                next_free = 0.0
+            if next_free > now + CLOCK_STEP:
+                next_free = 0.0
+            slot = max(now, next_free)
+            wait = slot - now
+            if wait > max_wait:
+                _refuse(wait)
+            os.pwrite(fd, repr(slot + interval).encode().ljust(64), 0)
+        finally:
+            os.close(fd)  # also releases the lock
+        return slot, wait
+
+
+# One statement, one row per API key (updated in place, so the table never grows per send).
+# `clock` reads the server's clock once (`excluded.updated_at` carries it into the update): every
+# instance measures against the same clock. The next free slot is taken (next_free moves on by
+# one interval) only if it is at most max_wait away; otherwise the row keeps its next_free and
+# `slot` comes back NULL, with next_free - now as the wait that was refused. A next_free over
+# an hour ahead means the server's clock stepped back: the schedule starts afresh.
+_NOW = "excluded.updated_at"
+_FREE = (
+    f"CASE WHEN s.next_free > {_NOW} + {CLOCK_STEP} THEN {_NOW} "
+    f"ELSE greatest(s.next_free, {_NOW}) END"
+)
+# Parameters: name, interval, max_wait, max_wait, interval.
+TAKE_SLOT = f"""
+WITH clock AS MATERIALIZED (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
+INSERT INTO send_schedule AS s (name, next_free, slot, updated_at)
+SELECT ?, clock.now + ?, clock.now, clock.now FROM clock
+ON CONFLICT (name) DO UPDATE SET
+    slot = CASE WHEN {_FREE} - {_NOW} <= ? THEN {_FREE} END,
+    next_free = CASE WHEN {_FREE} - {_NOW} <= ? THEN {_FREE} + ? ELSE s.next_free END,
+    updated_at = {_NOW}
+RETURNING s.slot, s.next_free, s.updated_at
+"""
+
+
+class PostgresSchedule:
+    """Every instance's schedule: the `send_schedule` row of each API key (see TAKE_SLOT)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def reserve(self, api_key, interval, max_wait):
+        slot, next_free, now = self.store.query(
+            TAKE_SLOT, (_key_name(api_key), interval, max_wait, max_wait, interval)
+        )[0]
+        if slot is None:
+            _refuse(next_free - now)
+        # The server's clock decided the slot; this process waits the same span on its own.
+        wait = slot - now
+        return time.time() + wait, wait
 
 
 class RateLimiter:
-    def __init__(self, rps, instance_id, max_waiting=16):
+    def __init__(self, rps, instance_id, max_waiting=16, store=None):
         """`max_waiting`: sends of this process that may sleep for a slot at once; beyond it
         a send that would have to wait is refused at once, so a campaign faster than `rps`
-        cannot tie up every thread (status webhooks need some too)."""
+        cannot tie up every thread (status webhooks need some too). `store`: a PostgresStore
+        keeps the schedule for every instance; otherwise it is this machine's files."""
         self.interval = (1.0 + MARGIN) / rps if rps > 0 else 0.0
         self.max_waiting = max_waiting
         self._waiting = 0
         self._lock = threading.Lock()
-        digest = hashlib.sha256(instance_id.encode()).hexdigest()[:16]
-        self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
+        self.schedule = None
         if self.interval:
-            os.makedirs(self.directory, exist_ok=True)
+            self.schedule = PostgresSchedule(store) if store else FileSchedule(instance_id)
+
+    @property
+    def shared(self):
+        """True when the schedule spans instances (PostgreSQL), not one machine."""
+        return isinstance(self.schedule, PostgresSchedule)
 
     def acquire(self, api_key, max_wait):
         """Block until this send's slot and return it (epoch seconds); raise Failure(429) if
@@ -44,7 +140,7 @@ class RateLimiter:
             return time.time()
         if self._waiting >= self.max_waiting:
             max_wait = 0.0
-        slot, wait = self._reserve(api_key, max_wait)
+        slot, wait = self.schedule.reserve(api_key, self.interval, max_wait)
         if wait > 0:
             with self._lock:
                 self._waiting += 1
@@ -54,30 +150,3 @@ class RateLimiter:
                 with self._lock:
                     self._waiting -= 1
         return slot
-
-    def _reserve(self, api_key, max_wait):
-        """Take the next free slot of `api_key` if it is at most `max_wait` s away."""
-        name = hashlib.sha256(api_key.encode()).hexdigest()[:24]
-        fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            now = time.time()
-            try:
-                next_free = float(os.pread(fd, 64, 0) or 0)
-            except ValueError:
-                next_free = 0.0
-            if next_free > now + 3600:  # clock stepped back: start afresh
-                next_free = 0.0
-            slot = max(now, next_free)
-            wait = slot - now
-            if wait > max_wait:
-                raise Failure(
-                    429,
-                    "the send rate for this Vonage API key (VONAGE_MAX_RPS) is "
-                    "used up; retry later",
-                    retry_after=max(1, math.ceil(wait)),
-                )
-            os.pwrite(fd, repr(slot + self.interval).encode().ljust(64), 0)
-        finally:
-            os.close(fd)  # also releases the lock
-        return slot, wait

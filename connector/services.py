@@ -7,7 +7,7 @@ from flask import after_this_request, current_app
 from .config import Settings
 from .moengage import MoEngageClient
 from .ratelimit import RateLimiter
-from .store import Store, open_store
+from .store import PostgresStore, Store, open_store
 from .vonage import VonageClient
 
 
@@ -39,8 +39,12 @@ def build_services(settings):
             pool_size=pool,
         ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
+        # With PostgreSQL the schedule is in the database, shared with every other instance.
         limiter=RateLimiter(
-            settings.vonage_max_rps, store.describe(), max_waiting=max(1, settings.threads // 2)
+            settings.vonage_max_rps,
+            store.describe(),
+            max_waiting=max(1, settings.threads // 2),
+            store=store if isinstance(store, PostgresStore) else None,
         ),
     )
 
