@@ -36,6 +36,7 @@ PING_WAIT_SECONDS = 0.5  # /health answers within 1 s even with the database dow
 # this long is dropped by the kernel instead of hanging a query for minutes.
 CONNECT_TIMEOUT = 5
 TCP_USER_TIMEOUT_MS = 5000
+APPLICATION_NAME = "vonage-sms-connector"
 
 
 class DatabaseUnavailable(Failure):
@@ -96,11 +97,7 @@ class PostgresStore(Store):
                     min_size=1,
                     max_size=self.pool_size,
                     open=False,
-                    kwargs={
-                        "autocommit": True,
-                        "connect_timeout": CONNECT_TIMEOUT,
-                        "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
-                    },
+                    kwargs=self._pool_kwargs(),
                     configure=_configure,
                     check=ConnectionPool.check_connection,
                     timeout=WAIT_SECONDS,
@@ -110,6 +107,18 @@ class PostgresStore(Store):
                 self._pid = os.getpid()
                 self._in_use = 0
             return self._pool
+
+    def _pool_kwargs(self):
+        kwargs = {
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+        }
+        # Named in pg_stat_activity, so the connections the budget counts can be seen
+        # (`SELECT count(*) FROM pg_stat_activity WHERE application_name = '...'`).
+        if "application_name" not in conninfo_to_dict(self.url):
+            kwargs["application_name"] = APPLICATION_NAME
+        return kwargs
 
     @contextmanager
     def _connection(self, wait=WAIT_SECONDS):

@@ -1,0 +1,71 @@
+"""PostgreSQL down: sends and /health answer 503 fast, with a reason, and recover without a
+restart. MoEngage waits 5 s for a send; a 503 inside that lets it retry, silence does not."""
+
+import time
+import uuid
+
+import pytest
+from conftest import SIGNATURE_SECRET, send
+from pgserver import PrivatePostgres
+
+from connector import create_app
+
+
+@pytest.fixture
+def server():
+    pg = PrivatePostgres().start()
+    yield pg
+    pg.remove()
+
+
+def timed(call):
+    started = time.monotonic()
+    answer = call()
+    return answer, time.monotonic() - started
+
+
+def body(**extra):
+    return {"to": "447700900000", "text": "Flash sale", "client_ref": str(uuid.uuid4()), **extra}
+
+
+def test_database_down_is_503_within_the_bounds_and_recovers(server, vonage, moengage):
+    app = create_app(
+        {
+            "database_url": server.url,
+            "vonage_api_url": vonage.url,
+            "moengage_delivery_url": f"{moengage.url}/sms/dlr/custom/42",
+            "vonage_signature_secrets": (SIGNATURE_SECRET,),
+            "vonage_from": "Acme",
+            "vonage_timeout": 4.0,
+            "vonage_max_rps": 30,  # the shared send schedule is in the database too
+        }
+    )
+    client = app.test_client()
+    try:
+        assert send(client, body()).status_code == 200
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert health.json["database_pool"]["size"] == 4
+        assert health.json["database_pool"]["open"] >= 1
+
+        server.stop()
+        for extra in ({}, {"customer_id": "u-1"}):
+            answer, took = timed(lambda extra=extra: send(client, body(**extra)))
+            assert answer.status_code == 503, answer.json
+            assert "database is unavailable" in answer.json["error"]
+            assert answer.headers["Retry-After"] == "1"
+            assert took < 1.5
+        health, took = timed(lambda: client.get("/health"))
+        assert health.status_code == 503
+        assert any("database" in p for p in health.json["problems"])
+        assert took < 1.0
+        assert len(vonage.requests) == 1  # nothing sent that could not be recorded
+
+        server.start()
+        deadline = time.monotonic() + 30
+        while (answer := send(client, body())).status_code != 200:
+            assert answer.status_code == 503 and time.monotonic() < deadline, answer.json
+            time.sleep(0.2)
+        assert client.get("/health").status_code == 200
+    finally:
+        app.extensions["connector"].store.close()
