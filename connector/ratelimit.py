@@ -74,25 +74,25 @@ class FileSchedule:
 
 
 # One statement, one row per API key (updated in place, so the table never grows per send).
-# `clock` reads the server's clock once (`excluded.updated_at` carries it into the update): every
-# instance measures against the same clock. The next free slot is taken (next_free moves on by
+# The server's clock decides, so every instance measures against the same clock; it is read
+# once per send (`c.now`), after the row is locked, so a send that queued for the row is not
+# given a wait that is already partly over. The next free slot is taken (next_free moves on by
 # one interval) only if it is at most max_wait away; otherwise the row keeps its next_free and
-# `slot` comes back NULL, with next_free - now as the wait that was refused. A next_free over
-# an hour ahead means the server's clock stepped back: the schedule starts afresh.
-_NOW = "excluded.updated_at"
-_FREE = (
-    f"CASE WHEN s.next_free > {_NOW} + {CLOCK_STEP} THEN {_NOW} "
-    f"ELSE greatest(s.next_free, {_NOW}) END"
-)
+# `slot` comes back NULL, with next_free - now the wait refused. A next_free over an hour
+# ahead means the server's clock stepped back: the schedule starts afresh.
 # Parameters: name, interval, max_wait, max_wait, interval.
 TAKE_SLOT = f"""
-WITH clock AS MATERIALIZED (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
 INSERT INTO send_schedule AS s (name, next_free, slot, updated_at)
-SELECT ?, clock.now + ?, clock.now, clock.now FROM clock
-ON CONFLICT (name) DO UPDATE SET
-    slot = CASE WHEN {_FREE} - {_NOW} <= ? THEN {_FREE} END,
-    next_free = CASE WHEN {_FREE} - {_NOW} <= ? THEN {_FREE} + ? ELSE s.next_free END,
-    updated_at = {_NOW}
+SELECT ?, c.now + ?, c.now, c.now
+FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c
+ON CONFLICT (name) DO UPDATE SET (slot, next_free, updated_at) = (
+    SELECT CASE WHEN f.free - c.now <= ? THEN f.free END,
+        CASE WHEN f.free - c.now <= ? THEN f.free + ? ELSE s.next_free END,
+        c.now
+    FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c,
+        LATERAL (SELECT CASE WHEN s.next_free > c.now + {CLOCK_STEP} THEN c.now
+            ELSE greatest(s.next_free, c.now) END AS free) AS f
+)
 RETURNING s.slot, s.next_free, s.updated_at
 """
 
@@ -109,9 +109,8 @@ class PostgresSchedule:
         )[0]
         if slot is None:
             _refuse(next_free - now)
-        # The server's clock decided the slot; this process waits the same span on its own.
-        wait = slot - now
-        return time.time() + wait, wait
+        # The slot is on the server's clock; this process waits the same span on its own.
+        return slot, max(0.0, slot - now)
 
 
 class RateLimiter:
@@ -134,7 +133,8 @@ class RateLimiter:
         return isinstance(self.schedule, PostgresSchedule)
 
     def acquire(self, api_key, max_wait):
-        """Block until this send's slot and return it (epoch seconds); raise Failure(429) if
+        """Block until this send's slot and return it (epoch seconds, by the clock that set
+        it: the database server's with PostgreSQL); raise Failure(429) if
         the slot is more than `max_wait` s off, or any wait when enough sends wait already."""
         if not self.interval:
             return time.time()

@@ -4,6 +4,7 @@ restart. MoEngage waits 5 s for a send; a 503 inside that lets it retry, silence
 import time
 import uuid
 
+import pgtest
 import pytest
 from conftest import SIGNATURE_SECRET, send
 from pgserver import PrivatePostgres
@@ -69,3 +70,31 @@ def test_database_down_is_503_within_the_bounds_and_recovers(server, vonage, moe
         assert client.get("/health").status_code == 200
     finally:
         app.extensions["connector"].store.close()
+
+
+@pytest.mark.skipif(not pgtest.URL, reason=pgtest.SKIP_REASON)
+def test_a_worker_out_of_connections_answers_503_naming_the_pool(vonage, moengage):
+    with pgtest.fresh_schema() as url:
+        app = create_app(
+            {
+                "database_url": url,
+                "database_pool_size": 1,
+                "vonage_api_url": vonage.url,
+                "moengage_delivery_url": f"{moengage.url}/sms/dlr/custom/42",
+                "vonage_signature_secrets": (SIGNATURE_SECRET,),
+                "vonage_from": "Acme",
+            }
+        )
+        store = app.extensions["connector"].store
+        try:
+            client = app.test_client()
+            with store._connection():  # another thread's long transaction, say
+                answer = send(client, body())
+                health = client.get("/health").json
+            assert answer.status_code == 503
+            assert "DATABASE_POOL_SIZE" in answer.json["error"]
+            assert health["database_pool"] == {"size": 1, "open": 1, "in_use": 1, "waiting": 0}
+            assert send(client, body()).status_code == 200  # the connection is back
+            assert len(vonage.requests) == 1
+        finally:
+            store.close()

@@ -11,11 +11,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pgtest
 import pytest
 from conftest import send
 
+from connector.config import load_settings
 from connector.errors import Failure
 from connector.ratelimit import MARGIN, RateLimiter
+from connector.store import open_store
 
 GOOD = {"to": "447700900000", "text": "Flash sale"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +99,35 @@ def test_sends_waiting_for_a_slot_are_capped_per_worker():
         limiter.acquire("key-1", max_wait=5)
     waiter.join()
     assert refused.value.status == 429 and refused.value.retry_after >= 1
+
+
+@pytest.mark.skipif(not pgtest.URL, reason=pgtest.SKIP_REASON)
+def test_postgresql_schedule_is_one_row_shared_by_instances_with_separate_disks(tmp_path):
+    """Two limiters with different instance ids (two dynos) and one database: one schedule."""
+    with pgtest.fresh_schema() as url:
+        store = open_store(load_settings({"database_url": url}, environ={}))
+        try:
+            rps = 40
+            dynos = [RateLimiter(rps, f"dyno-{n}:{uuid.uuid4()}", store=store) for n in (1, 2)]
+            assert all(d.shared for d in dynos)
+            slots = []
+
+            def take(limiter):
+                for _ in range(5):
+                    slots.append(limiter.acquire("key-1", max_wait=10))
+
+            threads = [threading.Thread(target=take, args=(d,)) for d in dynos * 3]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            slots.sort()
+            gaps = [b - a for a, b in itertools.pairwise(slots)]
+            assert len(slots) == 30
+            assert min(gaps) >= (1 + MARGIN) / rps - 1e-6
+            assert store.query("SELECT count(*) FROM send_schedule") == [(1,)]
+            for _ in range(rps):  # a second's slots taken by dyno 2, not yet waited for
+                dynos[1].schedule.reserve("key-1", dynos[1].interval, max_wait=10)
+            with pytest.raises(Failure) as refused:
+                dynos[0].acquire("key-1", max_wait=0.5)
+            assert refused.value.status == 429 and refused.value.retry_after == 2
+        finally:
+            store.close()

@@ -81,7 +81,7 @@ class PostgresStore(Store):
         self._pid = None
         self._inherited = None
         self._pool_lock = threading.Lock()
-        self._in_use = 0  # connections this process's threads hold right now
+        self._use = {"in_use": 0, "waiting": 0}  # this process's threads, right now
 
     def _connections(self):
         # A pool never crosses a fork: its threads stay behind and its sockets are the parent's.
@@ -105,7 +105,7 @@ class PostgresStore(Store):
                 )
                 self._pool.open()
                 self._pid = os.getpid()
-                self._in_use = 0
+                self._use = {"in_use": 0, "waiting": 0}
             return self._pool
 
     def _pool_kwargs(self):
@@ -125,25 +125,31 @@ class PostgresStore(Store):
         """A pooled connection, or DatabaseUnavailable after `wait` s or when it breaks."""
         pool = self._connections()
         try:
-            with pool.connection(timeout=wait) as conn:
-                self._count(1)
-                try:
-                    yield conn
-                finally:
-                    self._count(-1)
+            self._count("waiting", 1)
+            try:
+                conn = pool.getconn(timeout=wait)
+            finally:
+                self._count("waiting", -1)
         except PoolTimeout:
             raise self._unavailable(wait) from None
+        self._count("in_use", 1)
+        try:
+            with conn:  # as pool.connection() does: commit or roll back, then give it back
+                yield conn
         except psycopg.OperationalError as exc:
             # The server went away (or cancelled the query) under this request.
             log.warning("database connection failed: %s", type(exc).__name__)
             raise DatabaseUnavailable(f"its connection failed ({type(exc).__name__})") from None
+        finally:
+            pool.putconn(conn)  # a broken one is replaced
+            self._count("in_use", -1)
 
-    def _count(self, change):
+    def _count(self, what, change):
         with self._pool_lock:
-            self._in_use += change
+            self._use[what] += change
 
     def _unavailable(self, wait):
-        if self._in_use >= self.pool_size:
+        if self._use["in_use"] >= self.pool_size:
             reason = (
                 f"all {self.pool_size} connections of this worker (DATABASE_POOL_SIZE) stayed "
                 f"busy for {wait:g} s"
@@ -174,8 +180,7 @@ class PostgresStore(Store):
         return {
             "size": self.pool_size,
             "open": stats["pool_size"],
-            "in_use": self._in_use,
-            "waiting": stats.get("requests_waiting", 0),
+            **self._use,
         }
 
     def init_schema(self):
