@@ -18,7 +18,7 @@ from gunicorn_proc import Connector
 from standins import ACCOUNTS
 
 MAX_RPS = 10
-WORKERS, POOL_SIZE = 2, 2
+WORKERS, POOL_SIZE = 1, 2
 APP_NAME = f"scaleout-{uuid.uuid4().hex[:8]}"  # counts this module's connections in PostgreSQL
 RATE_KEY = "efgh5678"  # its own schedule: the other tests send with the default key
 RATE_AUTH = {"Authorization": f"Custom {RATE_KEY}:{ACCOUNTS[RATE_KEY]}"}
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(not pgtest.URL, reason=pgtest.SKIP_REASON)
 
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory, vonage_server, moengage_server):
-    """Two instances, 2 workers x 4 threads and 2 connections per worker each."""
+    """Two instances of 1 worker x 4 threads and 2 connections each: few processes, since CPU
+    contention on a loaded 2-core machine delays sends past the limiter's 50 ms margin."""
     with pgtest.fresh_schema() as url:
         url += f"&application_name={APP_NAME}"
         connectors = []
@@ -87,6 +88,8 @@ def test_both_instances_at_full_rate_never_exceed_the_limit_at_vonage(instances,
             body = {"to": "447700900000", "text": f"Flash sale {uuid.uuid4()}"}
             status = requests.post(url, json=body, headers=RATE_AUTH, timeout=5).status_code
             answers.append((url, status))
+            if status == 429:
+                time.sleep(0.05)  # as MoEngage backs off; a tight loop only adds CPU jitter
 
     connections = []
 
@@ -101,14 +104,14 @@ def test_both_instances_at_full_rate_never_exceed_the_limit_at_vonage(instances,
                 )
                 time.sleep(0.05)
 
-    with concurrent.futures.ThreadPoolExecutor(9) as pool:
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
         pool.submit(count_connections)
-        list(pool.map(campaign, [c.url for c in instances] * 4))
+        list(pool.map(campaign, [c.url for c in instances] * 2))
     arrivals = [r["time"] for r in vonage.requests if api_key_of(r) == RATE_KEY]
     sent_by = {url for url, status in answers if status == 200}
     assert sent_by == {c.url for c in instances}  # both instances sent
     assert {status for _, status in answers} <= {200, 429}
-    assert len(arrivals) >= MAX_RPS  # the load was there
+    assert len(arrivals) >= 2 * MAX_RPS  # the schedule was kept full
     # Each instance alone would allow MAX_RPS; together they still do.
     assert most_in_one_second(arrivals) <= MAX_RPS
     # The connection budget: instances x workers x DATABASE_POOL_SIZE, whatever the threads.
