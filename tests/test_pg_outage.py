@@ -6,7 +6,7 @@ import uuid
 
 import pgtest
 import pytest
-from conftest import SIGNATURE_SECRET, send
+from conftest import SIGNATURE_SECRET, send, status_body, webhook
 from pgserver import PrivatePostgres
 
 from connector import create_app
@@ -56,6 +56,8 @@ def test_database_down_is_503_within_the_bounds_and_recovers(server, vonage, moe
             assert "database is unavailable" in answer.json["error"]
             assert answer.headers["Retry-After"] == "1"
             assert took < 1.5
+        hook = webhook(client, "/webhooks/status", status_body(message_uuid=str(uuid.uuid4())))
+        assert hook.status_code == 503  # Vonage redelivers it
         health, took = timed(lambda: client.get("/health"))
         assert health.status_code == 503
         assert any("database" in p for p in health.json["problems"])
