@@ -98,19 +98,44 @@ RETURNING s.slot, s.next_free, s.updated_at
 
 
 class PostgresSchedule:
-    """Every instance's schedule: the `send_schedule` row of each API key (see TAKE_SLOT)."""
+    """Every instance's schedule: the `send_schedule` row of each API key (see TAKE_SLOT).
+
+    A slot is a time on the database server's clock; a send leaves when this machine's clock
+    reaches it. The two clocks' offset is measured from the statements themselves, as NTP
+    does: the server read its clock between the local times the statement left and its answer
+    came back, so offset = server time - midpoint, to within half the round trip. The sample
+    with the shortest round trip is kept (see AGEING), so neither a slow answer (a loaded
+    database, a busy CPU) nor a skewed clock moves a send off its slot: without it, each send
+    left late by its own answer's delay, and a late one and a punctual one came too close."""
+
+    # A kept sample is trusted less as it ages (clocks drift by parts per million): a new one
+    # replaces it once its round trip is within this much per second of age of the kept one's.
+    # A single slow sample never does: a process whose offset were off by a slow answer's
+    # half round trip would send early against the others.
+    AGEING = 0.001
 
     def __init__(self, store):
         self.store = store
+        self._lock = threading.Lock()
+        self._offset, self._rtt, self._since = 0.0, math.inf, 0.0
 
     def reserve(self, api_key, interval, max_wait):
+        sent = time.time()
         slot, next_free, now = self.store.query(
             TAKE_SLOT, (_key_name(api_key), interval, max_wait, max_wait, interval)
         )[0]
+        offset = self._clock_offset(now, sent, time.time())
         if slot is None:
             _refuse(next_free - now)
-        # The slot is on the server's clock; this process waits the same span on its own.
-        return slot, max(0.0, slot - now)
+        return slot, max(0.0, slot - offset - time.time())
+
+    def _clock_offset(self, server_now, sent, received):
+        rtt, offset = received - sent, server_now - (sent + received) / 2
+        with self._lock:
+            age = time.monotonic() - self._since
+            if rtt <= self._rtt + self.AGEING * age:
+                self._offset, self._rtt, self._since = offset, rtt, time.monotonic()
+            return self._offset
 
 
 class RateLimiter:

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import psycopg
@@ -37,6 +38,7 @@ PING_WAIT_SECONDS = 0.5  # /health answers within 1 s even with the database dow
 CONNECT_TIMEOUT = 5
 TCP_USER_TIMEOUT_MS = 5000
 APPLICATION_NAME = "vonage-sms-connector"
+CHECK_AFTER_IDLE_SECONDS = 1.0
 
 
 class DatabaseUnavailable(Failure):
@@ -71,6 +73,15 @@ def _configure(conn):
     conn.execute("SET synchronous_commit = on")
 
 
+def _check_if_idle(conn):
+    """Check a connection before use only if it sat idle: one used a moment ago was alive then,
+    and checking every time would add a round trip to every query (a third of a send's). An
+    idle one may have been cut by a database restart or failover; it is replaced before a
+    request gets it. One cut while busy fails its query: DatabaseUnavailable, 503, replaced."""
+    if time.monotonic() - getattr(conn, "_connector_used", 0.0) > CHECK_AFTER_IDLE_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
@@ -99,7 +110,7 @@ class PostgresStore(Store):
                     open=False,
                     kwargs=self._pool_kwargs(),
                     configure=_configure,
-                    check=ConnectionPool.check_connection,
+                    check=_check_if_idle,
                     timeout=WAIT_SECONDS,
                     name="connector",
                 )
@@ -141,6 +152,7 @@ class PostgresStore(Store):
             log.warning("database connection failed: %s", type(exc).__name__)
             raise DatabaseUnavailable(f"its connection failed ({type(exc).__name__})") from None
         finally:
+            conn._connector_used = time.monotonic()
             pool.putconn(conn)  # a broken one is replaced
             self._count("in_use", -1)
 
