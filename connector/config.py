@@ -37,8 +37,8 @@ class Settings:
     public_url: str = ""
     database_path: str = "connector.db"
     database_url: str = ""
-    # PostgreSQL connections per worker process, whatever GUNICORN_THREADS: queries take ms, so
-    # 4 serve a worker's 64 threads; instances x workers x 4 must fit the plan's limit.
+    # PostgreSQL connections per worker process, whatever GUNICORN_THREADS (a thread holds one
+    # only for a query); instances x workers x this must fit the database plan's limit.
     database_pool_size: int = 4
     opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
