@@ -132,3 +132,24 @@ def test_postgresql_schedule_is_one_row_shared_by_instances_with_separate_disks(
             assert refused.value.status == 429 and refused.value.retry_after >= 1
         finally:
             store.close()
+
+
+def test_a_send_that_wakes_too_late_for_its_slot_takes_the_next_free_one():
+    """A CPU too busy to wake a send on time must not let it leave late, right before the
+    next send's slot: it gives its slot up and takes a new one."""
+    limiter = RateLimiter(10, f"test:{uuid.uuid4()}")
+    first = limiter.acquire("key-1", max_wait=5)  # the first slot is now
+    woken = []
+
+    def oversleep(seconds):  # the first wake-up comes 0.2 s late, as on a starved CPU
+        woken.append(seconds)
+        time.sleep(seconds + (0.2 if len(woken) == 1 else 0))
+
+    limiter._sleep = oversleep
+    slot = limiter.acquire("key-1", max_wait=5)
+    assert limiter.late == 1 and len(woken) == 1  # the next free slot was due at once
+    # The slot it gave up (first + interval) stays empty: the one it took is later.
+    assert slot - first >= 2 * limiter.interval - 1e-6
+    with pytest.raises(Failure):  # and a wake-up late past the send's whole wait is a 429
+        limiter._sleep = lambda seconds: time.sleep(seconds + 0.3)
+        limiter.acquire("key-1", max_wait=0.3)
