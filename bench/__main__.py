@@ -29,7 +29,7 @@ OUT = ROOT / "bench" / "out"
 API_KEY, API_SECRET = "benchkey", "bench-secret"
 SIGNATURE_SECRET = "bench-signature-secret-0123456789abcdef"
 TICKS = os.sysconf("SC_CLK_TCK")
-PARTS = ["ceiling", "sends", "webhooks", "mix", "limit"]
+PARTS = ["ceiling", "sends", "webhooks", "mix", "limit", "instances"]
 
 
 def free_port():
@@ -96,7 +96,8 @@ class StandIns:
 class Gunicorn:
     """gunicorn with the production config, in its own process group."""
 
-    def __init__(self, app, env, log_path):
+    def __init__(self, app, env, log_path, workers=None):
+        workers = workers or CONFIG["workers"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -113,7 +114,7 @@ class Gunicorn:
         while time.monotonic() < deadline:
             try:
                 http(f"{self.url}/health", timeout=1)
-                if len(self.workers()) >= CONFIG["workers"]:
+                if len(self.workers()) >= workers:
                     return
             except OSError:
                 pass
@@ -333,6 +334,8 @@ def main():
             }
             with Gunicorn("app:app", env, OUT / "connector-rps.log") as limited:
                 rows.append(rate_limited(limited, standins))
+        if "instances" in ARGS.only:
+            rows += two_instances(env, standins)
     finally:
         standins.stop()
     targets(rows)
@@ -436,6 +439,139 @@ def rate_limited(limited, standins):
     return show_row(r)
 
 
+def two_instances(env, standins):
+    """Two instances (two gunicorn masters with their own temp directories, as two dynos) on
+    one PostgreSQL database, each as the deploy files run it: sends at full speed, then a
+    campaign at twice VONAGE_MAX_RPS split over both. Connections are counted in
+    pg_stat_activity by the application_name the rows' connectors use."""
+    if not ARGS.database_url:
+        show("| 2 instances | | | | | | | | | | not run: needs --database-url |")
+        return []
+    import psycopg  # only this part needs it
+
+    name = f"bench-{os.getpid()}"
+    sep = "&" if "?" in ARGS.database_url else "?"
+    base = {
+        **env,
+        "DATABASE_URL": f"{ARGS.database_url}{sep}application_name={name}",
+        "WEB_CONCURRENCY": str(ARGS.instance_workers),
+        "GUNICORN_THREADS": str(ARGS.instance_threads),
+        "DATABASE_POOL_SIZE": str(ARGS.pool_size),
+    }
+    budget = 2 * ARGS.instance_workers * ARGS.pool_size
+    shape = f"2 x {ARGS.instance_workers} workers x {ARGS.instance_threads} threads"
+    rows = []
+    for max_rps, spec in (
+        (0, {"mode": "closed", "concurrency": ARGS.instance_users, "weights": {"send": 1}}),
+        (
+            ARGS.max_rps,
+            {"mode": "open", "rate": ARGS.limited_rate / 2, "weights": {"send": 1}},
+        ),
+    ):
+        servers = []
+        try:
+            for i in (1, 2):
+                tmp = OUT / f"tmp-instance-{i}"
+                tmp.mkdir(exist_ok=True)
+                servers.append(
+                    Gunicorn(
+                        "app:app",
+                        {**base, "VONAGE_MAX_RPS": str(max_rps), "TMPDIR": str(tmp)},
+                        OUT / f"instance-{i}.log",
+                        workers=ARGS.instance_workers,
+                    )
+                )
+            with psycopg.connect(ARGS.database_url, autocommit=True) as conn:
+                result = run_pair(servers, standins, spec, conn, name)
+        finally:
+            for server in servers:
+                server.stop()
+        most = result["vonage"]["most_in_any_second"]
+        if max_rps:
+            load = f"{ARGS.limited_rate}/s open, half to each"
+            title = f"2 instances, VONAGE_MAX_RPS={max_rps:g}"
+            expected = (200, 429)
+        else:
+            load = f"2 x {ARGS.instance_users} users"
+            title = "2 instances"
+            expected = (200,)
+        r = row(
+            title,
+            load,
+            result,
+            ["send"],
+            expected_ok=expected,
+            note=f"{shape}, DATABASE_POOL_SIZE={ARGS.pool_size}; Vonage saw at most {most} in "
+            f"any 1 s; connections used at most {result['connections']} (budget {budget}); "
+            f"answers {dict(result['codes']['send'])}",
+        )
+        r["connections"], r["budget"] = result["connections"], budget
+        if max_rps:
+            r["most"] = most
+        rows.append(show_row(r))
+    return rows
+
+
+def run_pair(servers, standins, spec, conn, name):
+    """One load generator per instance at once, their results merged; the most connections
+    `name` held in PostgreSQL meanwhile, sampled every 50 ms."""
+    standins.reset()
+    for server in servers:
+        server.reset_peak_rss()
+    cpu_before = sum(s.cpu_seconds() for s in servers), cpu_seconds(standins.proc.pid)
+    specs = [
+        {
+            "port": server.port,
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "signature_secret": SIGNATURE_SECRET,
+            "application_id": "bench-app",
+            "warmup": ARGS.warmup,
+            "duration": ARGS.duration,
+            **spec,
+        }
+        for server in servers
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in specs
+    ]
+    for proc, one in zip(procs, specs, strict=True):
+        proc.stdin.write(json.dumps(one))
+        proc.stdin.close()
+    most = 0
+    while any(p.poll() is None for p in procs):
+        count = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone()[0]
+        most = max(most, count)
+        time.sleep(0.05)
+    parts = [json.loads(p.stdout.read()) for p in procs]
+    result = {"latencies": {}, "codes": {}, "duration": ARGS.duration}
+    for part in parts:
+        for kind, values in part["latencies"].items():
+            result["latencies"].setdefault(kind, []).extend(values)
+        for kind, codes in part["codes"].items():
+            merged = result["codes"].setdefault(kind, {})
+            for code, n in codes.items():
+                merged[code] = merged.get(code, 0) + n
+    wall = max(p["wall_seconds"] for p in parts)
+    result["connector_cpu"] = (sum(s.cpu_seconds() for s in servers) - cpu_before[0]) / wall
+    result["standins_cpu"] = (cpu_seconds(standins.proc.pid) - cpu_before[1]) / wall
+    result["loadgen_cpu"] = sum(p["cpu_seconds"] for p in parts) / wall
+    result["peak_rss_mb"] = max(s.peak_rss_mb() for s in servers)
+    result["locked"] = 0
+    result["vonage"] = standins.stats(standins.vonage)
+    result["connections"] = most
+    return result
+
+
 def header():
     cpu = next(
         (
@@ -530,6 +666,15 @@ def targets(rows):
                     f"at most {r['most']} in any 1 s window",
                 )
             )
+    for r in rows:
+        if "connections" in r:
+            lines.append(
+                (
+                    f"{r['name']}: connections within 2 x workers x DATABASE_POOL_SIZE",
+                    0 < r["connections"] <= r["budget"],
+                    f"at most {r['connections']} of {r['budget']}",
+                )
+            )
     lines.append(
         (
             "the load generator is not the bottleneck",
@@ -615,6 +760,34 @@ def parse_args():
         metavar="URL",
         help="keep the connector's state in this PostgreSQL database instead of "
         "SQLite (its max_connections must exceed workers x threads)",
+    )
+    parser.add_argument(
+        "--instance-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="instances part: workers per instance (default 2, as app.json and render.yaml)",
+    )
+    parser.add_argument(
+        "--instance-threads",
+        type=int,
+        default=32,
+        metavar="N",
+        help="instances part: threads per worker (default 32, as the deploy files)",
+    )
+    parser.add_argument(
+        "--instance-users",
+        type=int,
+        default=64,
+        metavar="N",
+        help="instances part: closed-loop users per instance (default 64)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="instances part: DATABASE_POOL_SIZE (default 4)",
     )
     parser.add_argument(
         "--quick",

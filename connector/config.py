@@ -14,6 +14,13 @@ def _words(value):
     return tuple(w.strip().upper() for w in value.split(",") if w.strip())
 
 
+def _at_least_one(value):
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     moengage_delivery_url: str = ""
@@ -30,6 +37,9 @@ class Settings:
     public_url: str = ""
     database_path: str = "connector.db"
     database_url: str = ""
+    # PostgreSQL connections per worker process, whatever GUNICORN_THREADS (a thread holds one
+    # only for a query); instances x workers x this must fit the database plan's limit.
+    database_pool_size: int = 4
     opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
     log_level: str = "INFO"
@@ -92,6 +102,7 @@ _ENV = {
     "public_url": ("PUBLIC_URL", str),
     "database_path": ("DATABASE_PATH", str),
     "database_url": ("DATABASE_URL", str),
+    "database_pool_size": ("DATABASE_POOL_SIZE", _at_least_one),
     "opt_out_keywords": ("OPT_OUT_KEYWORDS", _words),
     "opt_in_keywords": ("OPT_IN_KEYWORDS", _words),
     "log_level": ("LOG_LEVEL", lambda v: v.upper()),

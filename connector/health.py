@@ -24,6 +24,9 @@ def health():
         "status_webhooks_requested": bool(ctx.settings.public_url),
     }
     body["warnings"] = doctor.for_health(ctx, problems)
+    pool_use = getattr(ctx.store, "pool_use", None)
+    if pool_use:  # PostgreSQL: this worker's connections (DATABASE_POOL_SIZE)
+        body["database_pool"] = pool_use()
     if problems:
         body["problems"] = problems
     return jsonify(body), 200 if not problems else 503

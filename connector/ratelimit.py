@@ -1,10 +1,14 @@
-"""A per-API-key send rate shared by every worker process of one instance.
+"""A per-API-key send rate shared by every worker process, and with PostgreSQL every instance.
 
 Vonage allows 30 requests/s per API key by default and bounces the excess with 429s; MoEngage
 pushes a campaign far faster. Each send takes the next free slot (slots evenly spaced, GCRA),
 waits for it, and is refused with 429 + Retry-After when the slot is further off than it may wait.
-The schedule lives in a small file per API key, locked with flock, so all gunicorn workers
-share it without a server.
+
+Where the schedule lives follows the database: with SQLite (one machine) a small file per API
+key, locked with flock, shared by all gunicorn workers; with PostgreSQL one row per API key in
+`send_schedule`, taken by one statement that computes the slot on the server's clock, so every
+worker of every instance (dyno) draws from the same schedule and VONAGE_MAX_RPS is the limit for
+the whole deployment, not per instance.
 """
 
 import fcntl
@@ -21,44 +25,38 @@ from .errors import Failure
 # the request reaching Vonage vary, and at exact spacing a late send and an early one put
 # rps + 1 into one of Vonage's seconds. Measured with bench/: 31 in a second at exact spacing.
 MARGIN = 0.05
+# A send that wakes this long after its slot takes a new one instead of leaving: half the
+# margin, so two sends' lateness can never differ by the whole 50 ms it covers in a second.
+LATE = MARGIN / 2
+CLOCK_STEP = 3600  # a schedule this far ahead means the clock stepped back: start afresh
 
 
-class RateLimiter:
-    def __init__(self, rps, instance_id, max_waiting=16):
-        """`max_waiting`: sends of this process that may sleep for a slot at once; beyond it
-        a send that would have to wait is refused at once, so a campaign faster than `rps`
-        cannot tie up every thread (status webhooks need some too)."""
-        self.interval = (1.0 + MARGIN) / rps if rps > 0 else 0.0
-        self.max_waiting = max_waiting
-        self._waiting = 0
-        self._lock = threading.Lock()
+def _key_name(api_key):
+    """The schedule's name for an API key: a hash, so neither file names nor rows hold it."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+def _refuse(wait):
+    raise Failure(
+        429,
+        "the send rate for this Vonage API key (VONAGE_MAX_RPS) is used up; retry later",
+        retry_after=max(1, math.ceil(wait)),
+    )
+
+
+class FileSchedule:
+    """One instance's schedule: a file per API key in the temp directory, under flock."""
+
+    def __init__(self, instance_id):
         digest = hashlib.sha256(instance_id.encode()).hexdigest()[:16]
         self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
-        if self.interval:
-            os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.directory, exist_ok=True)
 
-    def acquire(self, api_key, max_wait):
-        """Block until this send's slot and return it (epoch seconds); raise Failure(429) if
-        the slot is more than `max_wait` s off, or any wait when enough sends wait already."""
-        if not self.interval:
-            return time.time()
-        if self._waiting >= self.max_waiting:
-            max_wait = 0.0
-        slot, wait = self._reserve(api_key, max_wait)
-        if wait > 0:
-            with self._lock:
-                self._waiting += 1
-            try:
-                time.sleep(wait)
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-        return slot
-
-    def _reserve(self, api_key, max_wait):
-        """Take the next free slot of `api_key` if it is at most `max_wait` s away."""
-        name = hashlib.sha256(api_key.encode()).hexdigest()[:24]
-        fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_CREAT, 0o600)
+    def reserve(self, api_key, interval, max_wait):
+        """(slot, wait): the next free slot of `api_key` if at most `max_wait` s away."""
+        fd = os.open(
+            os.path.join(self.directory, _key_name(api_key)), os.O_RDWR | os.O_CREAT, 0o600
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             now = time.time()
@@ -66,18 +64,134 @@ class RateLimiter:
                 next_free = float(os.pread(fd, 64, 0) or 0)
             except ValueError:
                 next_free = 0.0
-            if next_free > now + 3600:  # clock stepped back: start afresh
+            if next_free > now + CLOCK_STEP:
                 next_free = 0.0
             slot = max(now, next_free)
             wait = slot - now
             if wait > max_wait:
-                raise Failure(
-                    429,
-                    "the send rate for this Vonage API key (VONAGE_MAX_RPS) is "
-                    "used up; retry later",
-                    retry_after=max(1, math.ceil(wait)),
-                )
-            os.pwrite(fd, repr(slot + self.interval).encode().ljust(64), 0)
+                _refuse(wait)
+            os.pwrite(fd, repr(slot + interval).encode().ljust(64), 0)
         finally:
             os.close(fd)  # also releases the lock
         return slot, wait
+
+
+# One statement, one row per API key (updated in place, so the table never grows per send).
+# The server's clock decides, so every instance measures against the same clock; it is read
+# once per send (`c.now`), after the row is locked, so a send that queued for the row is not
+# given a wait that is already partly over. The next free slot is taken (next_free moves on by
+# one interval) only if it is at most max_wait away; otherwise the row keeps its next_free and
+# `slot` comes back NULL, with next_free - now the wait refused. A next_free over an hour
+# ahead means the server's clock stepped back: the schedule starts afresh.
+# Parameters: name, interval, max_wait, max_wait, interval.
+TAKE_SLOT = f"""
+INSERT INTO send_schedule AS s (name, next_free, slot, updated_at)
+SELECT ?, c.now + ?, c.now, c.now
+FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c
+ON CONFLICT (name) DO UPDATE SET (slot, next_free, updated_at) = (
+    SELECT CASE WHEN f.free - c.now <= ? THEN f.free END,
+        CASE WHEN f.free - c.now <= ? THEN f.free + ? ELSE s.next_free END,
+        c.now
+    FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c,
+        LATERAL (SELECT CASE WHEN s.next_free > c.now + {CLOCK_STEP} THEN c.now
+            ELSE greatest(s.next_free, c.now) END AS free) AS f
+)
+RETURNING s.slot, s.next_free, s.updated_at
+"""
+
+
+class PostgresSchedule:
+    """Every instance's schedule: the `send_schedule` row of each API key (see TAKE_SLOT).
+
+    A slot is a time on the database server's clock; a send leaves when this machine's clock
+    reaches it. The two clocks' offset is measured from the statements themselves, as NTP
+    does: the server read its clock between the local times the statement left and its answer
+    came back, so offset = server time - midpoint, to within half the round trip. The sample
+    with the shortest round trip is kept (see AGEING), so neither a slow answer (a loaded
+    database, a busy CPU) nor a skewed clock moves a send off its slot: without it, each send
+    left late by its own answer's delay, and a late one and a punctual one came too close."""
+
+    # A kept sample is trusted less as it ages (clocks drift by parts per million): a new one
+    # replaces it once its round trip is within this much per second of age of the kept one's.
+    # A single slow sample never does: a process whose offset were off by a slow answer's
+    # half round trip would send early against the others.
+    AGEING = 0.001
+
+    def __init__(self, store):
+        self.store = store  # a function returning the PostgresStore: it opens on first use
+        self._lock = threading.Lock()
+        self._offset, self._rtt, self._since = 0.0, math.inf, 0.0
+
+    def reserve(self, api_key, interval, max_wait):
+        sent = time.time()
+        slot, next_free, now = self.store().query(
+            TAKE_SLOT, (_key_name(api_key), interval, max_wait, max_wait, interval)
+        )[0]
+        offset = self._clock_offset(now, sent, time.time())
+        if slot is None:
+            _refuse(next_free - now)
+        return slot, max(0.0, slot - offset - time.time())
+
+    def _clock_offset(self, server_now, sent, received):
+        rtt, offset = received - sent, server_now - (sent + received) / 2
+        with self._lock:
+            age = time.monotonic() - self._since
+            if rtt <= self._rtt + self.AGEING * age:
+                self._offset, self._rtt, self._since = offset, rtt, time.monotonic()
+            return self._offset
+
+
+class RateLimiter:
+    def __init__(self, rps, instance_id, max_waiting=16, store=None):
+        """`max_waiting`: sends of this process that may sleep for a slot at once; beyond it
+        a send that would have to wait is refused at once, so a campaign faster than `rps`
+        cannot tie up every thread (status webhooks need some too). `store`: a function
+        returning a PostgresStore, which keeps the schedule for every instance; otherwise
+        the schedule is this machine's files."""
+        self.interval = (1.0 + MARGIN) / rps if rps > 0 else 0.0
+        self.max_waiting = max_waiting
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self.late = 0  # slots given up because this process woke too late for them
+        self.schedule = None
+        if self.interval:
+            self.schedule = PostgresSchedule(store) if store else FileSchedule(instance_id)
+
+    @property
+    def shared(self):
+        """True when the schedule spans instances (PostgreSQL), not one machine."""
+        return isinstance(self.schedule, PostgresSchedule)
+
+    def acquire(self, api_key, max_wait):
+        """Block until this send's slot and return it (epoch seconds, by the clock that set
+        it: the database server's with PostgreSQL); raise Failure(429) if the slot is more
+        than `max_wait` s off, or any wait when enough sends wait already.
+
+        A send that wakes more than LATE after its slot (a CPU too busy to run it) takes a
+        new slot rather than leave late: late ones bunch with the punctual ones after them,
+        and the margin covers only 50 ms of that in any second."""
+        if not self.interval:
+            return time.time()
+        deadline = time.monotonic() + max_wait
+        if self._waiting >= self.max_waiting:
+            max_wait = 0.0
+        while True:
+            slot, wait = self.schedule.reserve(api_key, self.interval, max_wait)
+            if wait <= 0:
+                return slot
+            due = time.monotonic() + wait
+            self._sleep(wait)
+            if time.monotonic() - due <= LATE:
+                return slot
+            with self._lock:
+                self.late += 1
+            max_wait = min(max_wait, deadline - time.monotonic())
+
+    def _sleep(self, seconds):
+        with self._lock:
+            self._waiting += 1
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1

@@ -52,7 +52,7 @@ class Services:
 
 def build_services(settings):
     pool = max(settings.threads, 10)
-    return Services(
+    ctx = Services(
         settings=settings,
         vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
         moengage=MoEngageClient(
@@ -64,10 +64,16 @@ def build_services(settings):
             pool_size=pool,
         ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
+        # With PostgreSQL the schedule is in the database, shared with every other instance.
         limiter=RateLimiter(
-            settings.vonage_max_rps, describe(settings), max_waiting=max(1, settings.threads // 2)
+            settings.vonage_max_rps,
+            describe(settings),
+            max_waiting=max(1, settings.threads // 2),
+            # Opened on the first send, as every other use of the store.
+            store=(lambda: ctx.store) if settings.database_url else None,
         ),
     )
+    return ctx
 
 
 def services():

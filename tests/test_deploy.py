@@ -256,6 +256,28 @@ def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
         assert render_env[var].get("value") == spec.get("value"), var
 
 
+# The smallest plans the buttons create, and what else may hold a connection at once: a
+# one-off `flask` command or psql session (Heroku), or the instances being replaced during a
+# zero-downtime deploy (Render runs old and new together).
+HEROKU_ESSENTIAL_0, HEROKU_DYNOS, HEROKU_SPARE = 20, 2, 4
+RENDER_BASIC, RENDER_INSTANCES, RENDER_RESERVED = 100, 5, 10
+
+
+def connections_per_instance(env):
+    return int(env["WEB_CONCURRENCY"]["value"]) * int(env["DATABASE_POOL_SIZE"]["value"])
+
+
+def test_deploy_files_fit_the_database_plans_connection_limit(app_json, blueprint):
+    """The README's rule: instances x workers x DATABASE_POOL_SIZE under the plan's limit."""
+    heroku = connections_per_instance(app_json["env"])
+    assert HEROKU_DYNOS * heroku + HEROKU_SPARE <= HEROKU_ESSENTIAL_0
+    [service] = blueprint["services"]
+    render = connections_per_instance({e["key"]: e for e in service["envVars"]})
+    assert 2 * RENDER_INSTANCES * render <= RENDER_BASIC - RENDER_RESERVED
+    # Threads no longer open connections of their own: more of them cost no connections.
+    assert int(app_json["env"]["GUNICORN_THREADS"]["value"]) > heroku
+
+
 # --- the project's habits ----------------------------------------------------------------------
 
 

@@ -55,6 +55,8 @@ FORGERIES = {
         )
     ),
     "iat over 5 minutes ahead": bearer(
+        # An hour ahead, not just over 300 s: built at import, it must stay ahead while the
+        # suite runs (a slow run reached it 100+ s after import and it was no longer ahead).
         jwt.encode(claims(iat=int(time.time()) + 3600), SIGNATURE_SECRET, algorithm="HS256")
     ),
     "no payload_hash": bearer(

@@ -48,7 +48,7 @@ def open_store(settings):
                 f"DATABASE_URL must start with postgres:// or postgresql://, "
                 f"not {scheme or '(no scheme)'}://"
             )
-        store = PostgresStore(settings.database_url, pool_size=settings.threads)
+        store = PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
     else:
         store = SqliteStore(settings.database_path)
     for step in store.init_schema():

@@ -86,11 +86,25 @@ OBSERVE = [
     )""",
 ]
 
+# VONAGE_MAX_RPS's schedule with PostgreSQL, shared by every instance: one row per API key
+# (named by a hash of it), updated in place by each send (connector/ratelimit.py). SQLite
+# keeps its schedule in flock'd files, since all its workers are on one machine; the table
+# is made there too, empty, so both backends have one schema.
+SEND_SCHEDULE = [
+    """CREATE TABLE IF NOT EXISTS send_schedule (
+        name TEXT PRIMARY KEY,
+        next_free {real} NOT NULL,
+        slot {real},
+        updated_at {real} NOT NULL
+    )""",
+]
+
 
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
     ("trail and evidence, for trace, doctor and report", OBSERVE),
+    ("send_schedule: VONAGE_MAX_RPS shared by every instance on PostgreSQL", SEND_SCHEDULE),
 ]
 LATEST = len(STEPS)
 

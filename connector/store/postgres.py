@@ -1,6 +1,9 @@
 """PostgreSQL backend, used when DATABASE_URL is set: a PaaS wipes the disk a SQLite file lives on.
 
-One connection pool per process, sized to gunicorn's threads. The queries are base.py's; row
+One connection pool per process of at most DATABASE_POOL_SIZE connections, whatever the number
+of threads: a database plan allows so many connections, and instances x workers x pool size
+must stay under it (README, "Connection budget"). A thread waits at most WAIT_SECONDS for one,
+then the request is answered 503 (DatabaseUnavailable). The queries are base.py's; row
 locks (`SELECT ... FOR UPDATE`) and `INSERT ... ON CONFLICT` give the guarantees SQLite gets
 from `BEGIN IMMEDIATE`. Durability: a COMMIT returns only once its WAL is flushed
 (`synchronous_commit = on`, PostgreSQL's default, set again on every connection in case the
@@ -8,20 +11,41 @@ server's default differs), so whatever the connector answered survives a crash.
 """
 
 import functools
+import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..errors import Failure
 from .base import Store
 from .migrations import migrate
 
+log = logging.getLogger(__name__)
 SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together migrate once
-# MoEngage waits 5 s for a send's answer: waiting longer than that for a connection helps no one.
-WAIT_SECONDS = 5.0
+# MoEngage waits 5 s for a whole send. Queries take milliseconds, so a thread that waited 1 s
+# for a connection is behind a database that is down or swamped: answering 503 then leaves
+# MoEngage time to retry, where waiting out its budget (the old 5 s) left it no answer at all.
+WAIT_SECONDS = 1.0
+PING_WAIT_SECONDS = 0.5  # /health answers within 1 s even with the database down
+# Pool connections: a connection attempt to an unreachable host gives up after this (it runs in
+# the pool's own threads, never a request's), and a connection whose packets go unacknowledged
+# this long is dropped by the kernel instead of hanging a query for minutes.
+CONNECT_TIMEOUT = 5
+TCP_USER_TIMEOUT_MS = 5000
+APPLICATION_NAME = "vonage-sms-connector"
+CHECK_AFTER_IDLE_SECONDS = 1.0
+
+
+class DatabaseUnavailable(Failure):
+    """No database connection in time, or it broke: answered 503, so the caller retries."""
+
+    def __init__(self, reason):
+        super().__init__(503, f"the database is unavailable: {reason}; retry later", retry_after=1)
 
 
 @functools.cache
@@ -49,6 +73,15 @@ def _configure(conn):
     conn.execute("SET synchronous_commit = on")
 
 
+def _check_if_idle(conn):
+    """Check a connection before use only if it sat idle: one used a moment ago was alive then,
+    and checking every time would add a round trip to every query (a third of a send's). An
+    idle one may have been cut by a database restart or failover; it is replaced before a
+    request gets it. One cut while busy fails its query: DatabaseUnavailable, 503, replaced."""
+    if time.monotonic() - getattr(conn, "_connector_used", 0.0) > CHECK_AFTER_IDLE_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
@@ -59,6 +92,7 @@ class PostgresStore(Store):
         self._pid = None
         self._inherited = None
         self._pool_lock = threading.Lock()
+        self._use = {"in_use": 0, "waiting": 0}  # this process's threads, right now
 
     def _connections(self):
         # A pool never crosses a fork: its threads stay behind and its sockets are the parent's.
@@ -74,24 +108,92 @@ class PostgresStore(Store):
                     min_size=1,
                     max_size=self.pool_size,
                     open=False,
-                    kwargs={"autocommit": True},
+                    kwargs=self._pool_kwargs(),
                     configure=_configure,
-                    check=ConnectionPool.check_connection,
+                    check=_check_if_idle,
                     timeout=WAIT_SECONDS,
                     name="connector",
                 )
                 self._pool.open()
                 self._pid = os.getpid()
+                self._use = {"in_use": 0, "waiting": 0}
             return self._pool
+
+    def _pool_kwargs(self):
+        kwargs = {
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+        }
+        # Named in pg_stat_activity, so the connections the budget counts can be seen
+        # (`SELECT count(*) FROM pg_stat_activity WHERE application_name = '...'`).
+        if "application_name" not in conninfo_to_dict(self.url):
+            kwargs["application_name"] = APPLICATION_NAME
+        return kwargs
+
+    @contextmanager
+    def _connection(self, wait=WAIT_SECONDS):
+        """A pooled connection, or DatabaseUnavailable after `wait` s or when it breaks."""
+        pool = self._connections()
+        try:
+            self._count("waiting", 1)
+            try:
+                conn = pool.getconn(timeout=wait)
+            finally:
+                self._count("waiting", -1)
+        except PoolTimeout:
+            raise self._unavailable(wait) from None
+        self._count("in_use", 1)
+        try:
+            with conn:  # as pool.connection() does: commit or roll back, then give it back
+                yield conn
+        except psycopg.OperationalError as exc:
+            # The server went away (or cancelled the query) under this request.
+            log.warning("database connection failed: %s", type(exc).__name__)
+            raise DatabaseUnavailable(f"its connection failed ({type(exc).__name__})") from None
+        finally:
+            conn._connector_used = time.monotonic()
+            pool.putconn(conn)  # a broken one is replaced
+            self._count("in_use", -1)
+
+    def _count(self, what, change):
+        with self._pool_lock:
+            self._use[what] += change
+
+    def _unavailable(self, wait):
+        if self._use["in_use"] >= self.pool_size:
+            reason = (
+                f"all {self.pool_size} connections of this worker (DATABASE_POOL_SIZE) stayed "
+                f"busy for {wait:g} s"
+            )
+        else:
+            reason = f"PostgreSQL gave no connection within {wait:g} s (down or unreachable?)"
+        log.warning("database unavailable: %s", reason)
+        return DatabaseUnavailable(reason)
 
     @contextmanager
     def transaction(self):
-        with self._connections().connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             yield _Transaction(conn)
 
     def query(self, sql, params=()):
-        with self._connections().connection() as conn:
+        with self._connection() as conn:
             return conn.execute(_dialect(sql), params).fetchall()
+
+    def ping(self):
+        with self._connection(PING_WAIT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+
+    def pool_use(self):
+        """This worker's pool for /health: its limit, connections open, in use, waiters."""
+        if self._pool is None or self._pid != os.getpid():
+            return {"size": self.pool_size, "open": 0, "in_use": 0, "waiting": 0}
+        stats = self._pool.get_stats()
+        return {
+            "size": self.pool_size,
+            "open": stats["pool_size"],
+            **self._use,
+        }
 
     def init_schema(self):
         return migrate(self, {"id": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"})
