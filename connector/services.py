@@ -6,6 +6,7 @@ from flask import after_this_request, current_app
 
 from .config import Settings
 from .moengage import MoEngageClient
+from .outbox import Sweeper
 from .ratelimit import RateLimiter
 from .store import Store, open_store
 from .vonage import VonageClient
@@ -18,9 +19,7 @@ class Services:
     vonage: VonageClient
     moengage: MoEngageClient
     limiter: RateLimiter
-    # Events may wait in the store (true at start, and after a failed forward): the next
-    # successful forward sweeps them.
-    backlog: bool = True
+    sweeper: Sweeper
 
 
 def build_services(settings):
@@ -42,6 +41,7 @@ def build_services(settings):
         limiter=RateLimiter(
             settings.vonage_max_rps, store.describe(), max_waiting=max(1, settings.threads // 2)
         ),
+        sweeper=Sweeper(settings.pending_sweep_seconds),
     )
 
 

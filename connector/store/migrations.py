@@ -58,10 +58,19 @@ FIRST_RELEASE = [
     "CREATE INDEX IF NOT EXISTS events_by_state ON events (state, id)",
 ]
 
+# When a task shared by every worker (the sweep of pending events) is next due: the one worker
+# that moves `next_at` forward runs it.
+SCHEDULE = [
+    """CREATE TABLE IF NOT EXISTS schedule (
+        task TEXT PRIMARY KEY,
+        next_at {real} NOT NULL
+    )""",
+]
 
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
+    ("schedule of the tasks workers share", SCHEDULE),
 ]
 LATEST = len(STEPS)
 
