@@ -18,6 +18,11 @@ OPTIN = "OPTIN"
 _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
 
 
+class StoreUnavailable(RuntimeError):
+    """Nothing can be stored right now (the database file is gone, the disk is full): the
+    request is answered 503 with this reason, and /health names it."""
+
+
 def _event(row):
     return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6])
 
@@ -395,3 +400,7 @@ class Store:
 
     def ping(self):
         self.query("SELECT 1")
+
+    def problems(self):
+        """What stops writes though the database answers, for /health; a backend says."""
+        return []
