@@ -65,9 +65,9 @@ class SqliteStore(Store):
         if found != self._identity:
             raise StoreUnavailable(
                 f"the SQLite database DATABASE_PATH={self.path} is not the file the connector "
-                f"opened: it was {'replaced' if found else 'deleted'} while the connector ran. "
-                "Nothing is stored until it is put back; a restart starts from that path as "
-                "it is (an empty database forgets opt-outs and sends)"
+                f"opened: it was {'replaced' if found else 'deleted'} while the connector ran, "
+                "so nothing is stored. Put the file back and restart the connector (restarted "
+                "on an empty file, it forgets every opt-out and every send it made)"
             )
 
     def _unavailable(self, exc):
