@@ -9,7 +9,7 @@ import threading
 import pytest
 from conftest import inbound_body, send, status_body, webhook
 
-from connector.store import SqliteStore
+from connector.store import SqliteStore, StoreUnavailable
 
 
 def test_new_database_opened_while_another_worker_writes_it_starts(tmp_path):
@@ -78,6 +78,24 @@ def test_a_deleted_database_is_noticed_and_nothing_is_acknowledged(app, vonage, 
     assert (
         f"DATABASE_PATH={path} is not the file the connector opened" in health.json["problems"][0]
     )
+
+
+def test_a_worker_started_after_the_database_was_deleted_does_not_start_an_empty_one(
+    tmp_path,
+):
+    path = str(tmp_path / "connector.db")
+    SqliteStore(path).init_schema()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    store = SqliteStore(path)
+    assert store.init_schema() == []
+    with pytest.raises(StoreUnavailable, match="connector.db is missing, but .*-lock shows"):
+        store.set_subscription("447700900000", "OPTOUT", 1.0, 1.0, sync=False)
+    assert not os.path.exists(path)
+    os.remove(path + "-lock")  # the operator's explicit choice: start on an empty database
+    SqliteStore(path).init_schema()
+    assert os.path.exists(path)
 
 
 def test_a_replaced_database_is_noticed(app, tmp_path):

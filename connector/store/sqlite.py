@@ -6,6 +6,7 @@ an empty one) stops every write with StoreUnavailable, as does a full disk.
 """
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from .migrations import migrate
 BUSY_TIMEOUT_MS = 10_000
 LOW_SPACE_BYTES = 1024 * 1024  # /health warns below this much free space beside the file
 _OPENING = threading.Lock()
+MISSING = (-1, -1)  # the identity of a database deleted before this process opened it
+log = logging.getLogger(__name__)
 # SQLite's primary result codes that mean "nothing can be stored now", and what to tell.
 UNAVAILABLE = {
     sqlite3.SQLITE_FULL: "the disk holding it is full",
@@ -57,6 +60,8 @@ class SqliteStore(Store):
         stat, cheap enough for every transaction."""
         if self._identity is None:
             return
+        if self._identity is MISSING:
+            raise StoreUnavailable(self._missing())
         try:
             st = os.stat(self.path)
             found = (st.st_dev, st.st_ino)
@@ -69,6 +74,14 @@ class SqliteStore(Store):
                 "so nothing is stored. Put the file back and restart the connector (restarted "
                 "on an empty file, it forgets every opt-out and every send it made)"
             )
+
+    def _missing(self):
+        return (
+            f"the SQLite database DATABASE_PATH={self.path} is missing, but {self.path}-lock "
+            "shows one was there: it was deleted or moved, so nothing is stored. Put it back "
+            "and restart; or, to start on an empty database (forgetting every opt-out and "
+            f"send), delete {self.path}-lock too and restart"
+        )
 
     def _unavailable(self, exc):
         """StoreUnavailable for an error that means nothing can be stored, else None."""
@@ -155,6 +168,13 @@ class SqliteStore(Store):
     def init_schema(self):
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
+        if not os.path.exists(self.path) and os.path.exists(f"{self.path}-lock"):
+            # The lock file is made with the database: it was deleted. A worker gunicorn starts
+            # again meanwhile must not begin a new, empty one; it answers 503 like the others
+            # (and stays up, so theirs keep the deleted file open for recovery).
+            self._identity = MISSING
+            log.error("%s", self._missing())
+            return []
         ran = migrate(self, {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"})
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)  # from now on, this file and no other
