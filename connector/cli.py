@@ -13,6 +13,8 @@ from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
 
+PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
+
 
 def _when(epoch):
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -43,13 +45,8 @@ def push_command():
     Says what happened to each event; exits 1 when any is still pending afterwards.
     """
     ctx = services()
-    outcomes, targets = {}, {}
-    while True:  # in batches, each event once, until none this run has not tried is left
-        rows = [r for r in ctx.store.pending_events(len(outcomes) + 1000) if r[0] not in outcomes]
-        if not rows:
-            break
-        targets.update((row[0], row[1]) for row in rows)
-        outcomes.update(outbox.push(ctx, list(targets.keys() - outcomes.keys())))
+    targets = {row[0]: row[1] for row in ctx.store.pending_events(limit=PUSH_LIMIT)}
+    outcomes = outbox.push(ctx, list(targets))
     for event_id, outcome in outcomes.items():
         _report_push(ctx.store, event_id, targets[event_id], outcome)
     left = [i for i, outcome in outcomes.items() if outcome in (outbox.BUSY, outbox.FAILED)]
@@ -100,9 +97,8 @@ def optouts_command():
     rows = ctx.store.opted_out()
     waiting = ctx.store.pending_syncs()
     for number, event_ts, synced in rows:
-        click.echo(
-            f"{phone.mask(number)} since {_when(event_ts)}, {_sync_state(ctx, number in waiting, synced)}"
-        )
+        state = _sync_state(ctx, number in waiting, synced)
+        click.echo(f"{phone.mask(number)} since {_when(event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
 
 

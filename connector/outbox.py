@@ -92,12 +92,6 @@ def push(services, event_ids, wait=0.0):
     return {event_id: forward(services, event_id, wait) for event_id in event_ids}
 
 
-def push_pending(services, limit=1000):
-    """Forward every pending event once, oldest first; {event_id: outcome}."""
-    ids = [row[0] for row in services.store.pending_events(limit)]
-    return push(services, ids)
-
-
 def sweep(services, budget=SWEEP_BUDGET):
     """Forward pending events no live lease holds, least tried first, batch after batch while
     MoEngage accepts some; returns how many were sent. A batch where MoEngage accepted none
