@@ -8,7 +8,6 @@ from werkzeug.exceptions import HTTPException
 from .config import load_settings
 from .errors import Failure
 from .services import build_services
-from .store import StoreUnavailable
 
 MAX_BODY = 1024 * 1024  # contract: a send body over 1 MiB is a 413
 
@@ -57,12 +56,6 @@ def register_error_handlers(app):
     def failure(exc):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return jsonify(exc.answer()), exc.status, headers
-
-    @app.errorhandler(StoreUnavailable)
-    def store_unavailable(exc):
-        # Nothing was stored, so nothing is acknowledged: Vonage and MoEngage retry a 503.
-        logging.getLogger("connector").error("answered 503: %s", exc)
-        return jsonify({"status": "failed", "error": str(exc)}), 503
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -9,6 +9,8 @@ import json
 import uuid
 from collections import namedtuple
 
+from ..errors import Failure
+
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
 Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
@@ -18,9 +20,12 @@ OPTIN = "OPTIN"
 _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(Failure):
     """Nothing can be stored right now (the database file is gone, the disk is full): the
-    request is answered 503 with this reason, and /health names it."""
+    request is answered 503 with this reason (Vonage and MoEngage retry), /health names it."""
+
+    def __init__(self, reason):
+        super().__init__(503, reason)
 
 
 def _event(row):

@@ -61,14 +61,14 @@ class SqliteStore(Store):
         if self._identity is None:
             return
         if self._identity is MISSING:
-            raise StoreUnavailable(self._missing())
+            raise self._log(self._missing())
         try:
             st = os.stat(self.path)
             found = (st.st_dev, st.st_ino)
         except OSError:
             found = None
         if found != self._identity:
-            raise StoreUnavailable(
+            raise self._log(
                 f"the SQLite database DATABASE_PATH={self.path} is not the file the connector "
                 f"opened: it was {'replaced' if found else 'deleted'} while the connector ran, "
                 "so nothing is stored. Put the file back and restart the connector (restarted "
@@ -90,6 +90,11 @@ class SqliteStore(Store):
             return None
         reason = f"the SQLite database DATABASE_PATH={self.path} takes no writes: {what}"
         self._failing = (time.time(), reason)
+        return self._log(reason)
+
+    @staticmethod
+    def _log(reason):
+        log.error("nothing stored, answered 503: %s", reason)
         return StoreUnavailable(reason)
 
     def _connection(self):
