@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+import requests
 from conftest import status_body
 from gunicorn_proc import Connector
 from standins import Answer
@@ -61,6 +62,15 @@ def kill_the_worker_forwarding(connector, moengage, posts_before):
     os.kill(pid, signal.SIGKILL)
 
 
+def answer(url, body):
+    """The status Vonage got, or None when the connection broke (a worker just died, say):
+    Vonage retries either way."""
+    try:
+        return signed_post(url, body).status_code
+    except requests.RequestException:
+        return None
+
+
 def ids(moengage, uuid):
     return [e for e in accepted(moengage) if e.get("trackingId") == uuid]
 
@@ -84,18 +94,18 @@ def test_event_of_a_worker_killed_mid_forward_is_forwarded_without_a_hand(
         answers = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            code = signed_post(status_url, w).status_code
+            code = answer(status_url, w)
             answers.append((code, len(ids(moengage, "w-1"))))
             if code == 200:
                 break
         n = 0
         while not ids(moengage, "e-1") and time.monotonic() < deadline:
             n += 1  # other webhooks keep arriving, as in production
-            signed_post(status_url, status_body(message_uuid=f"other-{n}"))
+            answer(status_url, status_body(message_uuid=f"other-{n}"))
             time.sleep(0.2)
     finally:
         connector.kill()
     assert answers[-1] == (200, 1), answers  # 200 once MoEngage had W, and only then
-    assert all(code == 503 for code, _ in answers[:-1]), answers
+    assert all(code in (503, None) for code, _ in answers[:-1]), answers
     assert len(ids(moengage, "w-1")) == 1
     assert len(ids(moengage, "e-1")) == 1, "the sweep did not forward E"
