@@ -26,6 +26,7 @@ LEASE_MARGIN = 1.0
 SWEEP_TASK = "outbox-sweep"
 SWEEP_BATCH = 200
 SWEEP_BUDGET = 300.0  # seconds one sweep may run; others join it once the next turn is due
+SWEEP_GIVE_UP = 3  # failures in a row that end a sweep
 
 
 def lease_seconds(settings):
@@ -94,17 +95,19 @@ def push(services, event_ids, wait=0.0):
 
 def sweep(services, budget=SWEEP_BUDGET):
     """Forward pending events no live lease holds, least tried first, batch after batch while
-    MoEngage accepts some; returns how many were sent. A batch where MoEngage accepted none
-    ends it (MoEngage is still down, or only events it refuses are left)."""
+    MoEngage accepts some; returns how many were sent. It stops after a batch where MoEngage
+    accepted none (only events it refuses are left) or SWEEP_GIVE_UP failures in a row
+    (MoEngage is still down: the next turn tries again)."""
     deadline = time.monotonic() + budget
     sent = 0
     while time.monotonic() < deadline:
-        ids = services.store.leasable_events(time.time(), SWEEP_BATCH)
-        accepted = 0
-        for event_id in ids:
-            accepted += forward(services, event_id) == SENT
-            if time.monotonic() >= deadline:
-                break
+        accepted = failed_in_a_row = 0
+        for event_id in services.store.leasable_events(time.time(), SWEEP_BATCH):
+            outcome = forward(services, event_id)
+            accepted += outcome == SENT
+            failed_in_a_row = failed_in_a_row + 1 if outcome == FAILED else 0
+            if failed_in_a_row >= SWEEP_GIVE_UP or time.monotonic() >= deadline:
+                return sent + accepted
         sent += accepted
         if not accepted:
             break

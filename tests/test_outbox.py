@@ -17,6 +17,8 @@ from gunicorn_proc import Connector
 from standins import Answer
 from test_restart import accepted, connector_env, signed_post
 
+from connector import outbox
+
 HANG = Answer(503, {}, delay=30)  # MoEngage hangs: the forward is still waiting when killed
 
 
@@ -109,3 +111,15 @@ def test_event_of_a_worker_killed_mid_forward_is_forwarded_without_a_hand(
     assert all(code in (503, None) for code, _ in answers[:-1]), answers
     assert len(ids(moengage, "w-1")) == 1
     assert len(ids(moengage, "e-1")) == 1, "the sweep did not forward E"
+
+
+def test_a_sweep_gives_up_while_moengage_is_down_and_forwards_all_once_it_is_back(app, moengage):
+    ctx = app.extensions["connector"]
+    for i in range(8):
+        ctx.store.record_status(f"m-{i}", "delivered", True, {"trackingId": f"m-{i}"}, 1.0)
+    moengage.script(*[Answer(503, {})] * 8)
+    assert outbox.sweep(ctx) == 0
+    assert len(moengage.requests) == outbox.SWEEP_GIVE_UP  # not one try per pending event
+    moengage.reset()
+    assert outbox.sweep(ctx) == 8 and ctx.store.pending_events() == []
+    assert sorted(e["trackingId"] for e in accepted(moengage)) == [f"m-{i}" for i in range(8)]
