@@ -12,9 +12,11 @@ from . import outbox, phone
 from .rehearsal import rehearse_command
 from .replay import sign_webhook_command
 from .services import services
-from .store import OPTIN
+from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
+
+PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
 
 
 def existing_store():
@@ -63,17 +65,38 @@ def pending_command():
 @click.command("push")
 @with_appcontext
 def push_command():
-    """Forward every pending event to MoEngage now (after an outage or a URL fix)."""
+    """Forward every pending event to MoEngage now (after an outage or a URL fix).
+
+    Says what happened to each event; exits 1 when any is still pending afterwards.
+    """
     require("MOENGAGE_DELIVERY_URL")
     ctx = services()
-    targets = {row[0]: row[1] for row in ctx.store.pending_events()}
-    sent, left = outbox.push_pending(ctx)
-    for event_id in sent:
-        click.echo(f"sent #{event_id} {targets[event_id]}")
+    targets = {row[0]: row[1] for row in ctx.store.pending_events(limit=PUSH_LIMIT)}
+    outcomes = outbox.push(ctx, list(targets))
+    for event_id, outcome in outcomes.items():
+        _report_push(ctx.store, event_id, targets[event_id], outcome)
+    left = [i for i, outcome in outcomes.items() if outcome in (outbox.BUSY, outbox.FAILED)]
     _print_pending([row for row in ctx.store.pending_events() if row[0] in set(left)])
-    click.echo(f"{len(sent)} sent, {len(left)} still pending")
+    sent = sum(outcome == outbox.SENT for outcome in outcomes.values())
+    done = sum(outcome == outbox.DONE for outcome in outcomes.values())
+    meanwhile = f", {done} forwarded meanwhile by the connector itself" if done else ""
+    click.echo(f"{sent} sent, {len(left)} still pending{meanwhile}")
     if left:
         raise SystemExit(1)
+
+
+def _report_push(store, event_id, target, outcome):
+    if outcome == outbox.SENT:
+        click.echo(f"sent #{event_id} {target}")
+    elif outcome == outbox.DONE:
+        click.echo(f"#{event_id} {target}: no longer pending, the connector forwarded it meanwhile")
+    elif outcome == outbox.BUSY:
+        lease = store.event_lease(event_id)
+        until = f" until {_when(lease[1])}" if lease and lease[1] else ""
+        click.echo(
+            f"#{event_id} {target}: NOT sent, a connector worker holds it{until} (forwarding "
+            "it, or it died doing so); run push again after that if it is still pending"
+        )
 
 
 @click.command("requeue")
@@ -95,19 +118,43 @@ def requeue_command(since):
 @click.command("optouts")
 @with_appcontext
 def optouts_command():
-    """List opted-out numbers (masked), newest first."""
+    """List opted-out numbers (masked), newest first, and whether MoEngage has each."""
+    ctx = services()
     rows = existing_store().opted_out()
+    waiting = ctx.store.pending_syncs()
     for number, event_ts, synced in rows:
-        state = "synced to MoEngage" if synced else "not synced (no customer_id known yet)"
+        state = _sync_state(ctx, number in waiting, synced)
         click.echo(f"{phone.mask(number)} since {_when(event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
+
+
+def _sync_state(ctx, waiting, synced):
+    if waiting:
+        return "queued for MoEngage, not accepted yet (`push` retries it)"
+    if synced:
+        return "synced to MoEngage"
+    if not ctx.settings.data_api_enabled:
+        return (
+            "not synced: the MoEngage Data API is not configured "
+            "(MOENGAGE_WORKSPACE_ID, MOENGAGE_DATA_API_KEY)"
+        )
+    return "not synced: no customer_id known yet (synced when a send names one)"
 
 
 @click.command("optin")
 @with_appcontext
 @click.argument("number")
-def optin_command(number):
-    """Opt NUMBER back in by hand (it had replied STOP), and write that to MoEngage."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Opt in even when the stored STOP carries a Vonage timestamp later than this "
+    "machine's clock (which would otherwise win).",
+)
+def optin_command(number, force):
+    """Opt NUMBER back in by hand (it had replied STOP), and write that to MoEngage.
+
+    Exits 1 when the number stays opted out or the sync to MoEngage is left pending.
+    """
     ctx = services()
     try:
         number = phone.normalise(number)
@@ -117,19 +164,35 @@ def optin_command(number):
             "country code first (e.g. +447700900000)",
             param_hint="NUMBER",
         ) from None
-    if not ctx.store.is_opted_out(number):
-        click.echo(f"{phone.mask(number)} is not opted out")
+    masked = phone.mask(number)
+    stored = ctx.store.subscription(number)
+    if stored is None or stored[0] != OPTOUT:
+        click.echo(f"{masked} is not opted out")
         return
     now = time.time()
-    _, event_ids = ctx.store.set_subscription(
-        number, OPTIN, now, now, ctx.settings.data_api_enabled
+    stamp = now
+    if stored[1] > now:  # a later Vonage timestamp wins: only --force outranks it
+        if not force:
+            click.echo(
+                f"{masked} stays opted out: its STOP carries Vonage's timestamp "
+                f"{_when(stored[1])}, later than this machine's clock ({_when(now)}), and the "
+                "later one wins. Check the clock, or run `optin --force` with the number to "
+                "opt it in anyway"
+            )
+            raise SystemExit(1)
+        stamp = stored[1]  # an equal timestamp: the later arrival, this one, wins
+    applied, event_ids = ctx.store.set_subscription(
+        number, OPTIN, stamp, now, ctx.settings.data_api_enabled
     )
-    click.echo(f"{phone.mask(number)} opted in")
+    if not applied:
+        click.echo(f"{masked} stays opted out: a newer opt-out arrived meanwhile")
+        raise SystemExit(1)
+    click.echo(f"{masked} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
     elif not event_ids:
         click.echo("no customer_id known for this number: synced when a send names one")
-    elif outbox.push(ctx, event_ids):
+    elif all(o in outbox.DELIVERED for o in outbox.push(ctx, event_ids).values()):
         click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
     else:
         click.echo("MoEngage did not accept the sync; it is pending: run `push` later")

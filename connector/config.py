@@ -34,6 +34,7 @@ class Settings:
     vonage_timeout: float = 4.0
     vonage_max_rps: float = 0.0
     moengage_timeout: float = 5.0
+    pending_sweep_seconds: float = 10.0
     public_url: str = ""
     database_path: str = "connector.db"
     database_url: str = ""
@@ -99,6 +100,7 @@ _ENV = {
     "vonage_timeout": ("VONAGE_TIMEOUT", float),
     "vonage_max_rps": ("VONAGE_MAX_RPS", float),
     "moengage_timeout": ("MOENGAGE_TIMEOUT", float),
+    "pending_sweep_seconds": ("PENDING_SWEEP_SECONDS", float),
     "public_url": ("PUBLIC_URL", str),
     "database_path": ("DATABASE_PATH", str),
     "database_url": ("DATABASE_URL", str),

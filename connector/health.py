@@ -4,7 +4,7 @@ from flask import Blueprint, jsonify
 
 from . import doctor
 from .services import services
-from .store import describe
+from .store import StoreUnavailable, describe
 
 bp = Blueprint("health", __name__)
 
@@ -15,8 +15,12 @@ def health():
     problems = list(ctx.settings.problems())
     try:
         ctx.store.ping()
+    except StoreUnavailable as exc:  # the file is gone or replaced: it says which, and the fix
+        problems.append(str(exc))
     except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
         problems.append(f"database does not answer: {type(exc).__name__}")
+    else:
+        problems.extend(ctx.store.problems())  # answers, but takes no writes (a full disk)
     body = {
         "status": "ok" if not problems else "unavailable",
         "database": describe(ctx.settings).split(":", 1)[0],

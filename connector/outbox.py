@@ -1,48 +1,168 @@
-"""Forward stored events to MoEngage: each posted by one worker at a time, marked sent only
-once MoEngage accepted it, and left pending (for a redelivery or `flask push`) otherwise."""
+"""Forward stored events to MoEngage: each posted by one worker at a time (a lease in the
+database), marked sent only once MoEngage accepted it, and left pending otherwise, for
+Vonage's redelivery, the periodic sweep or `flask push`.
+
+A caller is told what really happened to each event: a webhook is answered 200 only when
+MoEngage has every one of its events, never because another worker holds a lease on one.
+"""
 
 import logging
+import os
+import threading
 import time
 
 from . import phone
-from .moengage import NotAccepted
+from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted
 
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 30.0  # longer than one forward can take; a crashed worker's lease lapses
+
+SENT = "sent"  # forwarded by this call
+DONE = "done"  # MoEngage already had it, or a final status forwarded first made it moot
+BUSY = "busy"  # another worker holds its lease (forwarding it now, or died doing so)
+FAILED = "failed"  # MoEngage did not accept it; still pending
+DELIVERED = (SENT, DONE)
+
+LEASE_MARGIN = 1.0
+SWEEP_TASK = "outbox-sweep"
+SWEEP_BATCH = 200
+SWEEP_BUDGET = 300.0  # seconds one sweep may run; others join it once the next turn is due
+SWEEP_GIVE_UP = 3  # failures in a row that end a sweep
 
 
-def push(services, event_ids):
-    """Forward the given events; True when none is left failed (sent, superseded, or being
-    sent by another worker right now)."""
-    store, client = services.store, services.moengage
-    delivered = True
-    for event_id in event_ids:
-        event = store.lease_event(event_id, time.time(), LEASE_SECONDS)
-        if event is None:
-            continue
+def lease_seconds(settings):
+    """How long a lease holds, per target: the longest one forward can take, plus a margin.
+    Short, so an event whose worker died mid-forward is free again within seconds."""
+    one = CONNECT_TIMEOUT + settings.moengage_timeout
+    return {
+        "tracking": one + LEASE_MARGIN,
+        "data_api": (1 + DATA_API_RETRIES) * one + DATA_API_RETRIES * RETRY_PAUSE + LEASE_MARGIN,
+    }
+
+
+def forward(services, event_id, wait=0.0):
+    """Forward one event; its outcome (SENT, DONE, BUSY or FAILED).
+
+    An event leased by another worker is waited for up to `wait` seconds: the holder may
+    finish it (DONE), fail it (then this call tries), or have died (its lease lapses, and
+    this call takes it over).
+    """
+    store = services.store
+    deadline = time.monotonic() + wait
+    while True:
+        lease = store.lease_event(event_id, time.time(), lease_seconds(services.settings))
+        if lease.outcome == "leased":
+            return _post(services, lease)
+        if lease.outcome != "busy":
+            return DONE
+        if not _holder_finished(store, event_id, deadline):
+            return BUSY
+
+
+def _holder_finished(store, event_id, deadline):
+    """Poll until the event is settled or its lease released or lapsed; False at `deadline`."""
+    pause = 0.02
+    while time.monotonic() < deadline:
+        time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.25)
+        row = store.event_lease(event_id)
+        if row is None or row[0] != "pending" or row[1] is None or row[1] <= time.time():
+            return True
+    return False
+
+
+def _post(services, lease):
+    event = lease.event
+    try:
+        status = services.moengage.deliver(event)
+    except NotAccepted as exc:
+        services.store.event_failed(event.id, str(exc), lease.until)
+        log.warning(
+            "forward %s failed (attempt %d): %s; kept pending",
+            _name(event),
+            event.attempts + 1,
+            exc,
+        )
+        return FAILED
+    services.store.event_sent(event.id, time.time())
+    log.info("forward %s accepted by MoEngage (%s)", _name(event), status)
+    return SENT
+
+
+def push(services, event_ids, wait=0.0):
+    """Forward the given events; {event_id: outcome}."""
+    return {event_id: forward(services, event_id, wait) for event_id in event_ids}
+
+
+def sweep(services, budget=SWEEP_BUDGET):
+    """Forward pending events no live lease holds, least tried first, batch after batch while
+    MoEngage accepts some; returns how many were sent. It stops after a batch where MoEngage
+    accepted none (only events it refuses are left) or SWEEP_GIVE_UP failures in a row
+    (MoEngage is still down: the next turn tries again)."""
+    deadline = time.monotonic() + budget
+    sent = 0
+    while time.monotonic() < deadline:
+        accepted = failed_in_a_row = 0
+        for event_id in services.store.leasable_events(time.time(), SWEEP_BATCH):
+            outcome = forward(services, event_id)
+            accepted += outcome == SENT
+            failed_in_a_row = failed_in_a_row + 1 if outcome == FAILED else 0
+            if failed_in_a_row >= SWEEP_GIVE_UP or time.monotonic() >= deadline:
+                return sent + accepted
+        sent += accepted
+        if not accepted:
+            break
+    return sent
+
+
+class Sweeper:
+    """Runs `sweep` every `interval` seconds while requests arrive, in a thread of its own, so
+    no request waits for it. The turn is taken in the database, so one worker of all sweeps
+    each time; a request itself only compares two clocks. It picks up what a failed forward
+    left pending and any event whose lease lapsed with a worker that died."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._running = False
+        # A worker's first sweep comes one interval after it starts.
+        self._next_check = time.time() + self.interval
+
+    def poke(self, services):
+        """Start a sweep in the background if this worker may be due one."""
+        if self.interval <= 0:
+            return
+        if self._pid != os.getpid():  # forked: the parent's thread did not come along
+            self._reset()
+        if self._running or time.time() < self._next_check:
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(
+            target=self._run, args=(services,), name="outbox-sweep", daemon=True
+        ).start()
+
+    def _run(self, services):
+        store = services.store
         try:
-            status = client.deliver(event)
-        except NotAccepted as exc:
-            store.event_failed(event.id, str(exc))
-            log.warning(
-                "forward %s failed (attempt %d): %s; kept pending",
-                _name(event),
-                event.attempts + 1,
-                exc,
-            )
-            delivered = False
-            continue
-        store.event_sent(event.id, time.time())
-        log.info("forward %s accepted by MoEngage (%s)", _name(event), status)
-    return delivered
-
-
-def push_pending(services, limit=1000):
-    """Forward every pending event once, oldest first; return (sent ids, still pending ids)."""
-    sent, left = [], []
-    for event_id, *_ in services.store.pending_events(limit):
-        (sent if push(services, [event_id]) else left).append(event_id)
-    return sent, left
+            now = time.time()
+            if store.claim_turn(SWEEP_TASK, now, self.interval):
+                self._next_check = now + self.interval
+                sent = sweep(services)
+                if sent:
+                    log.info("sweep forwarded %d pending events", sent)
+            else:
+                self._next_check = store.next_turn(SWEEP_TASK)
+        except Exception:  # a sweep that fails is logged and tried next turn
+            log.exception("sweep of pending events failed")
+            self._next_check = time.time() + self.interval
+        finally:
+            self._running = False
 
 
 def _name(event):

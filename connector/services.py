@@ -7,6 +7,7 @@ from flask import after_this_request, current_app
 
 from .config import Settings
 from .moengage import MoEngageClient
+from .outbox import Sweeper
 from .ratelimit import RateLimiter
 from .store import Store, describe, open_store
 from .vonage import VonageClient
@@ -18,9 +19,7 @@ class Services:
     vonage: VonageClient
     moengage: MoEngageClient
     limiter: RateLimiter
-    # Events may wait in the store (true at start, and after a failed forward): the next
-    # successful forward sweeps them.
-    backlog: bool = True
+    sweeper: Sweeper
     # Functions given the store as it opens (observe.py makes its transactions carry the trail).
     store_hooks: list = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
@@ -72,6 +71,7 @@ def build_services(settings):
             # Opened on the first send, as every other use of the store.
             store=(lambda: ctx.store) if settings.database_url else None,
         ),
+        sweeper=Sweeper(settings.pending_sweep_seconds),
     )
     return ctx
 

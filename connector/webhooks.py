@@ -13,7 +13,7 @@ from flask import Blueprint, g, jsonify, request
 
 from . import keywords, observe, outbox, phone, signatures, translate
 from .errors import Failure
-from .services import run_after_response, services
+from .services import services
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
@@ -112,23 +112,28 @@ def _number(value):
 
 
 def _forward(ctx, event_ids):
-    if not outbox.push(ctx, event_ids):
-        ctx.backlog = True
-        return jsonify(
-            {
-                "status": "pending",
-                "error": "MoEngage did not accept the event; "
-                "it is kept and forwarded on Vonage's retry",
-            }
-        ), 503
-    if ctx.backlog:  # MoEngage answers again: forward what earlier failures left pending
-        run_after_response(lambda: _sweep(ctx))
-    return _ack("forwarded")
+    """200 only once MoEngage has every event; otherwise 503, so Vonage redelivers."""
+    # An event another worker is forwarding is waited for, as long as that forward can last.
+    outcomes = outbox.push(ctx, event_ids, wait=ctx.settings.moengage_timeout + 1).values()
+    if outbox.FAILED in outcomes:
+        error = "MoEngage did not accept the event; it is kept and forwarded on Vonage's retry"
+    elif outbox.BUSY in outcomes:
+        error = (
+            "another worker holds this event for MoEngage and has not finished; "
+            "Vonage's retry finds it forwarded or forwards it"
+        )
+    else:
+        return _ack("forwarded")
+    return jsonify({"status": "pending", "error": error}), 503
 
 
-def _sweep(ctx):
-    _, left = outbox.push_pending(ctx, limit=200)
-    ctx.backlog = bool(left)
+@bp.after_app_request
+def _sweep_when_due(response):
+    """Every request (a send, a webhook) may start the periodic sweep of pending events; it
+    runs in its own thread, so the request does not wait for it."""
+    ctx = services()
+    ctx.sweeper.poke(ctx)
+    return response
 
 
 def _ack(outcome):

@@ -1,5 +1,7 @@
 """The flask commands: push pending events, list and lift opt-outs, requeue, copy-sqlite."""
 
+import time
+
 import pytest
 from conftest import inbound_body, send, status_body, webhook
 from standins import Answer
@@ -32,6 +34,19 @@ def test_push_while_moengage_is_still_down_fails_and_keeps_them(app, moengage):
     assert "MoEngage answered 500" in result.output and "1 still pending" in result.output
 
 
+def test_push_does_not_call_sent_what_another_worker_holds(app, moengage):
+    moengage.script(Answer(503, {}))
+    webhook(app.test_client(), "/webhooks/status", status_body())
+    store = app.extensions["connector"].store
+    [(event_id, *_)] = store.pending_events()
+    store.lease_event(event_id, time.time(), 60.0)  # a worker is forwarding it (or died)
+    result = app.test_cli_runner().invoke(args=["push"])
+    assert result.exit_code == 1
+    assert f"#{event_id} tracking: NOT sent, a connector worker holds it until" in result.output
+    assert "0 sent, 1 still pending" in result.output
+    assert len(moengage.requests) == 1 and len(store.pending_events()) == 1
+
+
 def test_requeue_resends_events_after_a_wrong_tracking_url(make_app, moengage):
     app = make_app()
     webhook(app.test_client(), "/webhooks/status", status_body())
@@ -49,6 +64,21 @@ def test_optouts_lists_masked_numbers(app, moengage):
     assert "1 opted out" in output
 
 
+def test_optouts_name_why_a_number_is_not_synced(make_app, moengage, vonage):
+    webhook(make_app().test_client(), "/webhooks/inbound", inbound_body("STOP"))
+    app = make_app()  # the same database
+    output = app.test_cli_runner().invoke(args=["optouts"]).output
+    assert "not synced: the MoEngage Data API is not configured" in output
+    assert "customer_id" not in output
+    synced = make_app(**WORKSPACE)
+    output = synced.test_cli_runner().invoke(args=["optouts"]).output
+    assert "not synced: no customer_id known yet" in output
+    moengage.script(*[Answer(503, {})] * 3)  # the sync, queued by the send, is refused
+    send(synced.test_client(), {"to": "447700900000", "text": "hi", "customer_id": "user-1"})
+    output = synced.test_cli_runner().invoke(args=["optouts"]).output
+    assert "queued for MoEngage, not accepted yet" in output
+
+
 def test_optin_by_hand_lifts_the_opt_out_and_syncs_it(make_app, moengage, vonage):
     app = make_app(**WORKSPACE)
     client = app.test_client()
@@ -61,6 +91,21 @@ def test_optin_by_hand_lifts_the_opt_out_and_syncs_it(make_app, moengage, vonage
     ]
     assert calls == ["OPTOUT", "OPTIN"]
     assert send(client, {"to": "447700900000", "text": "back"}).status_code == 200
+
+
+def test_optin_never_claims_what_a_later_vonage_timestamp_outranks(make_app, moengage):
+    app = make_app(**WORKSPACE)
+    future = inbound_body("STOP", timestamp="2099-01-01T00:00:00Z")  # the server's clock is behind
+    webhook(app.test_client(), "/webhooks/inbound", future)
+    runner, store = app.test_cli_runner(), app.extensions["connector"].store
+    refused = runner.invoke(args=["optin", "447700900000"])
+    assert refused.exit_code == 1
+    assert "stays opted out" in refused.output and "opted in" not in refused.output
+    assert "2099-01-01 00:00:00Z" in refused.output and "--force" in refused.output
+    assert store.is_opted_out("447700900000")
+    forced = runner.invoke(args=["optin", "--force", "447700900000"])
+    assert forced.exit_code == 0 and "********0000 opted in" in forced.output
+    assert not store.is_opted_out("447700900000")
 
 
 def test_optin_of_a_number_not_opted_out_changes_nothing(app):

@@ -24,6 +24,9 @@ def connector_env(database, vonage, moengage, **extra):
         "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
         "VONAGE_FROM": "Acme",
         "VONAGE_TIMEOUT": "2",
+        # No background sweep, so a test sees what requests and commands did (on a loaded
+        # machine a test may outlive the default interval); test_outbox turns it on.
+        "PENDING_SWEEP_SECONDS": "0",
         **extra,
     }
 

@@ -1,6 +1,7 @@
 """Contract section 2: status webhooks mapped, forwarded once, never lost."""
 
 import threading
+import time
 
 import pytest
 from conftest import inbound_body, sign, status_body, webhook
@@ -175,15 +176,58 @@ def test_moengage_refusing_connections_is_503(make_app, unused_port):
     assert len(app.extensions["connector"].store.pending_events()) == 1
 
 
-def test_events_left_pending_are_swept_after_the_next_success(app, moengage):
-    client = app.test_client()
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_events_left_pending_are_swept_while_requests_arrive(make_app, moengage):
+    app = make_app(pending_sweep_seconds=0.2)
+    client, store = app.test_client(), app.extensions["connector"].store
     moengage.script(Answer(503, {}))
     assert webhook(client, "/webhooks/status", status_body("submitted")).status_code == 503
-    response = webhook(client, "/webhooks/status", status_body(message_uuid="other"))
-    assert response.status_code == 200
-    response.close()  # the sweep runs once the answer has gone
-    assert app.extensions["connector"].store.pending_events() == []
-    assert sorted(e["trackingId"] for e in forwarded(moengage)) == [UUID, "other"]
+    # No redelivery: any request (here /health) lets the sweep run, in the background.
+    assert wait_until(lambda: client.get("/health") and not store.pending_events())
+    assert [e["status"] for e in forwarded(moengage)] == ["sent"]
+
+
+def test_an_event_whose_worker_died_mid_forward_is_swept_once_its_lease_lapses(make_app, moengage):
+    app = make_app(pending_sweep_seconds=0.2)
+    client, store = app.test_client(), app.extensions["connector"].store
+    _, event_id = store.record_status(UUID, "delivered", True, {"trackingId": UUID}, time.time())
+    store.lease_event(event_id, time.time(), 0.5)  # a worker took it, then was killed
+    assert wait_until(lambda: client.get("/health") and not store.pending_events())
+    assert [e["trackingId"] for e in forwarded(moengage)] == [UUID]
+
+
+def test_redelivery_of_an_event_another_live_worker_holds_is_answered_once_it_is_sent(
+    app, moengage
+):
+    store = app.extensions["connector"].store
+    _, event_id = store.record_status(UUID, "delivered", True, status_body(), time.time())
+    lease = store.lease_event(event_id, time.time(), 30.0)  # another worker is forwarding it
+    threading.Timer(0.3, store.event_sent, (event_id, time.time())).start()
+    response = webhook(app.test_client(), "/webhooks/status", status_body("delivered"))
+    assert lease.outcome == "leased" and response.status_code == 200
+    assert moengage.requests == []  # that worker sent it: not posted twice
+
+
+def test_redelivery_of_an_event_a_dead_worker_holds_is_503_until_its_lease_lapses(
+    make_app, moengage
+):
+    app = make_app(moengage_timeout=0.2)
+    client, store = app.test_client(), app.extensions["connector"].store
+    _, event_id = store.record_status(UUID, "delivered", True, status_body(), time.time())
+    store.lease_event(event_id, time.time(), 2.5)  # its worker was killed mid-forward
+    held = webhook(client, "/webhooks/status", status_body("delivered"))
+    assert held.status_code == 503 and "another worker" in held.json["error"]
+    assert moengage.requests == []
+    assert wait_until(
+        lambda: webhook(client, "/webhooks/status", status_body("delivered")).status_code == 200
+    )
+    assert len(forwarded(moengage)) == 1 and store.pending_events() == []
 
 
 def test_inbound_and_status_share_no_dedupe_key(client, moengage):

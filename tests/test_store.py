@@ -148,7 +148,7 @@ def test_change_waiting_for_a_customer_is_queued_once_the_contact_is_known(store
     [event_id] = store.remember_contact(NUMBER, "user-1", 2.0, sync=True)
     assert store.remember_contact(NUMBER, "user-1", 3.0, sync=True) == []
     assert store.opted_out() == [(NUMBER, 100.0, 1)]
-    event = store.lease_event(event_id, 4.0, 30.0)
+    event = store.lease_event(event_id, 4.0, 30.0).event
     assert event.target == "data_api"
     assert event.payload == {"customer_id": "user-1", "subscription": OPTOUT, "number": NUMBER}
 
@@ -156,7 +156,7 @@ def test_change_waiting_for_a_customer_is_queued_once_the_contact_is_known(store
 def test_change_for_a_known_contact_is_queued_at_once(store):
     store.remember_contact(NUMBER, "user-1", 1.0, sync=True)
     applied, [event_id] = store.set_subscription(NUMBER, OPTIN, 100.0, 2.0, sync=True)
-    assert applied and store.lease_event(event_id, 3.0, 30.0).payload["subscription"] == OPTIN
+    assert applied and store.lease_event(event_id, 3.0, 30.0).event.payload["subscription"] == OPTIN
 
 
 def test_without_sync_nothing_is_queued(store):
@@ -188,9 +188,9 @@ def test_status_after_a_forwarded_final_one_is_superseded(store):
 def test_pending_status_is_superseded_when_a_final_one_was_forwarded_first(store):
     _, early_id = status(store, "m-1", "submitted")
     _, final_id = status(store, "m-1", "delivered", final=True)
-    assert store.lease_event(final_id, 2.0, 30.0) is not None
+    assert store.lease_event(final_id, 2.0, 30.0).outcome == "leased"
     store.event_sent(final_id, 3.0)
-    assert store.lease_event(early_id, 4.0, 30.0) is None
+    assert store.lease_event(early_id, 4.0, 30.0).outcome == "superseded"
     assert store.pending_events() == []
 
 
@@ -203,7 +203,9 @@ def test_concurrent_identical_statuses_are_stored_once(store):
 
 def test_lease_is_exclusive_until_it_lapses(store):
     _, event_id = status(store, "m-1", "delivered", final=True)
-    event = store.lease_event(event_id, 10.0, 30.0)
+    lease = store.lease_event(event_id, 10.0, 30.0)
+    event = lease.event
+    assert (lease.outcome, lease.until) == ("leased", 40.0)
     assert (event.id, event.message_uuid, event.is_final, event.attempts) == (
         event_id,
         "m-1",
@@ -211,26 +213,69 @@ def test_lease_is_exclusive_until_it_lapses(store):
         0,
     )
     assert event.payload == {"status": "delivered", "id": "m-1"}
-    assert store.lease_event(event_id, 39.0, 30.0) is None
-    assert store.lease_event(event_id, 40.0, 30.0).attempts == 1
+    assert store.lease_event(event_id, 39.0, 30.0) == ("busy", None, 40.0)
+    assert store.event_lease(event_id) == ("pending", 40.0)
+    assert store.lease_event(event_id, 40.0, 30.0).event.attempts == 1
 
 
 def test_failed_forward_stays_pending_and_can_be_leased_again(store):
     _, event_id = status(store, "m-1", "delivered", final=True)
-    store.lease_event(event_id, 10.0, 30.0)
-    store.event_failed(event_id, "MoEngage answered 503" + "x" * 600)
+    until = store.lease_event(event_id, 10.0, 30.0).until
+    store.event_failed(event_id, "MoEngage answered 503" + "x" * 600, until)
     [(pending_id, target, attempts, last_error, created_at)] = store.pending_events()
     assert (pending_id, target, attempts, created_at) == (event_id, "tracking", 1, 1.0)
     assert last_error.startswith("MoEngage answered 503") and len(last_error) == 500
-    assert store.lease_event(event_id, 11.0, 30.0).attempts == 1
+    assert store.lease_event(event_id, 11.0, 30.0).event.attempts == 1
 
 
 def test_sent_event_is_never_leased_again(store):
     _, event_id = status(store, "m-1", "delivered", final=True)
     store.lease_event(event_id, 10.0, 30.0)
     store.event_sent(event_id, 11.0)
-    assert store.lease_event(event_id, 100.0, 30.0) is None
-    assert store.lease_event(987654, 100.0, 30.0) is None
+    assert store.lease_event(event_id, 100.0, 30.0).outcome == "sent"
+    assert store.lease_event(987654, 100.0, 30.0).outcome == "gone"
+
+
+def test_a_lapsed_holders_failure_leaves_the_new_lease_alone(store):
+    _, event_id = status(store, "m-1", "delivered", final=True)
+    old = store.lease_event(event_id, 10.0, 5.0)
+    new = store.lease_event(event_id, 16.0, 5.0)  # the first holder's lease lapsed at 15
+    store.event_failed(event_id, "MoEngage answered 503", old.until)
+    assert store.event_lease(event_id) == ("pending", new.until)
+    assert store.lease_event(event_id, 17.0, 5.0).outcome == "busy"
+
+
+def test_lease_length_is_per_target(store):
+    store.remember_contact(NUMBER, "user-1", 1.0, sync=True)
+    _, [event_id] = store.set_subscription(NUMBER, OPTIN, 100.0, 2.0, sync=True)
+    assert store.lease_event(event_id, 10.0, {"tracking": 5.0, "data_api": 20.0}).until == 30.0
+
+
+def test_leasable_events_skip_live_leases_and_put_the_most_tried_last(store):
+    ids = [status(store, f"m-{i}", "delivered", final=True)[1] for i in range(4)]
+    store.event_failed(ids[0], "503", store.lease_event(ids[0], 10.0, 5.0).until)
+    store.lease_event(ids[1], 10.0, 5.0)  # held until 15
+    store.event_sent(ids[2], 11.0)
+    assert store.leasable_events(12.0, 10) == [ids[3], ids[0]]
+    assert store.leasable_events(15.0, 10) == [ids[3], ids[0], ids[1]]
+    assert store.leasable_events(15.0, 1) == [ids[3]]
+
+
+def test_one_caller_gets_each_turn_of_a_shared_task(store):
+    results = all_at_once(8, lambda i: store.claim_turn("sweep", 100.0, 10.0))
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.next_turn("sweep") == 110.0
+    assert not store.claim_turn("sweep", 109.0, 10.0)
+    assert store.claim_turn("sweep", 110.0, 10.0) and store.next_turn("sweep") == 120.0
+
+
+def test_pending_syncs_name_the_numbers_moengage_has_not_accepted(store):
+    store.remember_contact(NUMBER, "user-1", 1.0, sync=True)
+    _, [event_id] = store.set_subscription(NUMBER, OPTOUT, 100.0, 2.0, sync=True)
+    assert store.subscription(NUMBER) == (OPTOUT, 100.0) and store.subscription("1") is None
+    assert store.pending_syncs() == {NUMBER}
+    store.event_sent(event_id, 3.0)
+    assert store.pending_syncs() == set()
 
 
 def test_pending_events_are_oldest_first_and_limited(store):
@@ -265,7 +310,7 @@ def test_redelivered_old_stop_does_not_undo_a_newer_start(store):
 def test_inbound_stop_from_a_known_contact_queues_the_data_api_write(store):
     store.remember_contact(NUMBER, "user-1", 1.0, sync=True)
     first, ids = inbound(store, "in-1", OPTOUT, 100.0, sync=True)
-    targets = [store.lease_event(i, 101.0, 30.0).target for i in ids]
+    targets = [store.lease_event(i, 101.0, 30.0).event.target for i in ids]
     assert first and sorted(targets) == ["data_api", "tracking"]
 
 

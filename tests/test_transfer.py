@@ -41,7 +41,7 @@ def test_everything_is_copied(old, store):
     assert store.record_status("uuid-1", "delivered", True, {}, 20.0)[0] == "duplicate"
     [(event_id, target, attempts, _, created_at)] = store.pending_events()
     assert (target, attempts, created_at) == ("tracking", 1, 14.0)
-    assert store.lease_event(event_id, 16.0, 30.0) is not None  # the old lease did not come along
+    assert store.lease_event(event_id, 16.0, 30.0).outcome == "leased"  # the old lease stayed
 
 
 def test_a_second_run_copies_nothing_and_duplicates_nothing(old, store):

@@ -3,7 +3,7 @@
 import logging
 from urllib.parse import urlsplit
 
-from .base import OPTIN, OPTOUT, Claim, Event, Store
+from .base import OPTIN, OPTOUT, Claim, Event, Store, StoreUnavailable
 from .migrations import LATEST, STEPS, SchemaTooNew
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
@@ -17,6 +17,7 @@ __all__ = [
     "SchemaTooNew",
     "SqliteStore",
     "Store",
+    "StoreUnavailable",
     "describe",
     "open_store",
 ]

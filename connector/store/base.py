@@ -9,12 +9,23 @@ import json
 import uuid
 from collections import namedtuple
 
+from ..errors import Failure
+
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
+Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
 
 OPTOUT = "OPTOUT"
 OPTIN = "OPTIN"
 _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
+
+
+class StoreUnavailable(Failure):
+    """Nothing can be stored right now (the database file is gone, the disk is full): the
+    request is answered 503 with this reason (Vonage and MoEngage retry), /health names it."""
+
+    def __init__(self, reason):
+        super().__init__(503, reason)
 
 
 def _event(row):
@@ -155,6 +166,11 @@ class Store:
         rows = self.query("SELECT state FROM subscriptions WHERE number = ?", (number,))
         return bool(rows) and rows[0][0] == OPTOUT
 
+    def subscription(self, number):
+        """(state, Vonage event_ts) stored for `number`, or None."""
+        rows = self.query("SELECT state, event_ts FROM subscriptions WHERE number = ?", (number,))
+        return tuple(rows[0]) if rows else None
+
     def opted_out(self):
         """[(number, event_ts, synced)] of every opted-out number, newest first."""
         return self.query(
@@ -279,26 +295,42 @@ class Store:
         )
 
     def lease_event(self, event_id, now, seconds):
-        """Take event `event_id` for one forward attempt, or None if it is sent, superseded or
-        leased by another worker right now (so two workers never post the same event)."""
+        """Take event `event_id` for one forward attempt, so two workers never post it at once.
+
+        `seconds` is how long the lease holds (a number, or a {target: seconds} table): just
+        over the longest a forward may take, so a lease held by a worker that died lapses soon.
+        Returns Lease("leased", event, until), or Lease(why not, None, until): "sent" (MoEngage
+        has it), "superseded", "gone" (no such event), or "busy" (leased by another until `until`).
+        """
         with self.transaction() as tx:
             row = tx.execute(
                 f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events WHERE id = ?" + self.lock,
                 (event_id,),
             ).fetchone()
-            if row is None or row[7] != "pending" or (row[8] is not None and row[8] > now):
-                return None
+            if row is None:
+                return Lease("gone", None, None)
+            if row[7] != "pending":
+                return Lease("sent" if row[7] == "sent" else row[7], None, None)
+            if row[8] is not None and row[8] > now:
+                return Lease("busy", None, row[8])
             event = _event(row)
             if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
                 tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
-                return None
+                return Lease("superseded", None, None)
+            until = now + (seconds[event.target] if isinstance(seconds, dict) else seconds)
             tx.execute(
                 "UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
-                (now + seconds, event_id),
+                (until, event_id),
             )
-            return event
+            return Lease("leased", event, until)
+
+    def event_lease(self, event_id):
+        """(state, lease_until) of an event, or None: how a worker waits for another's forward."""
+        rows = self.query("SELECT state, lease_until FROM events WHERE id = ?", (event_id,))
+        return tuple(rows[0]) if rows else None
 
     def event_sent(self, event_id, now):
+        """MoEngage has it: sent, whoever holds the lease now."""
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE events SET state = 'sent', sent_at = ?, lease_until = NULL,"
@@ -306,11 +338,14 @@ class Store:
                 (now, event_id),
             )
 
-    def event_failed(self, event_id, error):
+    def event_failed(self, event_id, error, until):
+        """Release the lease taken until `until`, keeping the event pending. A lease that lapsed
+        and was taken by another worker meanwhile is theirs: it is left alone."""
         with self.transaction() as tx:
             tx.execute(
-                "UPDATE events SET lease_until = NULL, last_error = ? WHERE id = ?",
-                (error[:500], event_id),
+                "UPDATE events SET lease_until = NULL, last_error = ?"
+                " WHERE id = ? AND state = 'pending' AND lease_until = ?",
+                (error[:500], event_id, until),
             )
 
     def pending_events(self, limit=1000):
@@ -320,6 +355,44 @@ class Store:
             " WHERE state = 'pending' ORDER BY id LIMIT ?",
             (limit,),
         )
+
+    def leasable_events(self, now, limit):
+        """Ids of pending events no live lease holds, least tried first: what a sweep forwards.
+        An event MoEngage keeps refusing sinks to the end instead of blocking the others."""
+        return [
+            row[0]
+            for row in self.query(
+                "SELECT id FROM events WHERE state = 'pending'"
+                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY attempts, id LIMIT ?",
+                (now, limit),
+            )
+        ]
+
+    def pending_syncs(self):
+        """Numbers whose opt-out/opt-in is queued for the Data API and not accepted yet."""
+        rows = self.query(
+            "SELECT payload FROM events WHERE state = 'pending' AND target = 'data_api'"
+        )
+        return {json.loads(row[0]).get("number") for row in rows}
+
+    # -- shared schedule -----------------------------------------------------------------------
+    def claim_turn(self, task, now, interval):
+        """True for the one caller, across all workers and instances on this database, whose
+        turn it is to run `task` (due at most every `interval` seconds); it is then next due
+        `interval` from now. Anyone else gets False and `next_turn(task)` says when to ask."""
+        with self.transaction() as tx:
+            return (
+                tx.execute(
+                    "INSERT INTO schedule (task, next_at) VALUES (?, ?) ON CONFLICT (task)"
+                    " DO UPDATE SET next_at = excluded.next_at WHERE schedule.next_at <= ?",
+                    (task, now + interval, now),
+                ).rowcount
+                == 1
+            )
+
+    def next_turn(self, task):
+        rows = self.query("SELECT next_at FROM schedule WHERE task = ?", (task,))
+        return rows[0][0] if rows else 0.0
 
     def requeue_events(self, since):
         """Mark tracking events accepted since `since` as pending again; returns how many."""
@@ -332,3 +405,7 @@ class Store:
 
     def ping(self):
         self.query("SELECT 1")
+
+    def problems(self):
+        """What stops writes though the database answers, for /health; a backend says."""
+        return []

@@ -99,12 +99,21 @@ SEND_SCHEDULE = [
     )""",
 ]
 
+# When a task shared by every worker (the sweep of pending events) is next due: the one worker
+# that moves `next_at` forward runs it.
+SCHEDULE = [
+    """CREATE TABLE IF NOT EXISTS schedule (
+        task TEXT PRIMARY KEY,
+        next_at {real} NOT NULL
+    )""",
+]
 
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
     ("trail and evidence, for trace, doctor and report", OBSERVE),
     ("send_schedule: VONAGE_MAX_RPS shared by every instance on PostgreSQL", SEND_SCHEDULE),
+    ("schedule of the tasks workers share", SCHEDULE),
 ]
 LATEST = len(STEPS)
 

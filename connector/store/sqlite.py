@@ -1,17 +1,35 @@
-"""SQLite backend: the embedded default. WAL, synchronous=FULL, one connection per thread."""
+"""SQLite backend: the embedded default. WAL, synchronous=FULL, one connection per thread.
+
+The file is checked before every transaction: one that was deleted or replaced while the
+connector ran (threads would keep writing to the unlinked one, and a new connection would make
+an empty one) stops every write with StoreUnavailable, as does a full disk.
+"""
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from urllib.request import pathname2url
 
-from .base import Store
+from .base import Store, StoreUnavailable
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
+LOW_SPACE_BYTES = 1024 * 1024  # /health warns below this much free space beside the file
 _OPENING = threading.Lock()
+MISSING = (-1, -1)  # the identity of a database deleted before this process opened it
+log = logging.getLogger(__name__)
+# SQLite's primary result codes that mean "nothing can be stored now", and what to tell.
+UNAVAILABLE = {
+    sqlite3.SQLITE_FULL: "the disk holding it is full",
+    sqlite3.SQLITE_IOERR: "the disk holding it fails (I/O error)",
+    sqlite3.SQLITE_READONLY: "it cannot be written (read-only)",
+    sqlite3.SQLITE_CANTOPEN: "it cannot be opened",
+}
 
 
 def _enable_wal(conn):
@@ -34,12 +52,66 @@ class SqliteStore(Store):
         self.path = path
         self._local = threading.local()
         self._writer = (None, None, None)  # (pid, lock among this process's threads, lock file)
+        self._identity = None  # (st_dev, st_ino) of the file once its schema is in place
+        self._failing = None  # (since, reason) while writes fail for want of disk
+
+    def _check_file(self):
+        """Raise StoreUnavailable unless the path is still the file this store opened: one
+        stat, cheap enough for every transaction."""
+        if self._identity is None:
+            return
+        if self._identity is MISSING:
+            raise self._log(self._missing())
+        try:
+            st = os.stat(self.path)
+            found = (st.st_dev, st.st_ino)
+        except OSError:
+            found = None
+        if found != self._identity:
+            raise self._log(
+                f"the SQLite database DATABASE_PATH={self.path} is not the file the connector "
+                f"opened: it was {'replaced' if found else 'deleted'} while the connector ran, "
+                "so nothing is stored. Put the file back and restart the connector (restarted "
+                "on an empty file, it forgets every opt-out and every send it made)"
+            )
+
+    def _missing(self):
+        return (
+            f"the SQLite database DATABASE_PATH={self.path} is missing, but {self.path}-lock "
+            "shows one was there: it was deleted or moved, so nothing is stored. Put it back "
+            "and restart; or, to start on an empty database (forgetting every opt-out and "
+            f"send), delete {self.path}-lock too and restart"
+        )
+
+    def _unavailable(self, exc):
+        """StoreUnavailable for an error that means nothing can be stored, else None."""
+        what = UNAVAILABLE.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+        if what is None:
+            return None
+        reason = f"the SQLite database DATABASE_PATH={self.path} takes no writes: {what}"
+        self._failing = (time.time(), reason)
+        return self._log(reason)
+
+    @staticmethod
+    def _log(reason):
+        log.error("nothing stored, answered 503: %s", reason)
+        return StoreUnavailable(reason)
 
     def _connection(self):
         # A connection never crosses a fork or a thread: gunicorn forks workers after import.
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            self._check_file()
+            # Once the schema is in place, never create the file: a missing one is an error.
+            target = self.path
+            if self._identity is not None:
+                target = f"file:{pathname2url(os.path.abspath(self.path))}?mode=rw"
+            conn = sqlite3.connect(
+                target,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                uri=self._identity is not None,
+            )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _enable_wal(conn)
             # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
@@ -51,15 +123,23 @@ class SqliteStore(Store):
     def transaction(self):
         # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction fails
         # with "database is locked" under concurrent workers, whatever the busy timeout.
-        conn = self._connection()
-        with self._write_turn():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        try:
+            conn = self._connection()
+            self._check_file()
+            with self._write_turn():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite rolls back by itself after some errors (a full disk, say), and a
+                    # failed COMMIT leaves the transaction open: end it either way.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) or exc
+        self._failing = None
 
     @contextmanager
     def _write_turn(self):
@@ -83,12 +163,46 @@ class SqliteStore(Store):
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def query(self, sql, params=()):
-        return self._connection().execute(sql, params).fetchall()
+        try:
+            conn = self._connection()
+            self._check_file()
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) or exc
 
     def init_schema(self):
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        return migrate(self, {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"})
+        if not os.path.exists(self.path) and os.path.exists(f"{self.path}-lock"):
+            # The lock file is made with the database: it was deleted. A worker gunicorn starts
+            # again meanwhile must not begin a new, empty one; it answers 503 like the others
+            # (and stays up, so theirs keep the deleted file open for recovery).
+            self._identity = MISSING
+            log.error("%s", self._missing())
+            return []
+        ran = migrate(self, {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"})
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)  # from now on, this file and no other
+        return ran
+
+    def problems(self):
+        """Why writes may fail though the file answers: the last write found no disk, or the
+        disk is all but full."""
+        found = []
+        if self._failing:
+            since, reason = self._failing
+            found.append(f"{reason} (since {_when(since)})")
+        try:
+            disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return found
+        free = disk.f_bavail * disk.f_frsize
+        if free < LOW_SPACE_BYTES:
+            found.append(
+                f"the disk holding DATABASE_PATH={self.path} has {free // 1024} KiB free: "
+                "writes fail once it is full"
+            )
+        return found
 
     def schema_version(self):
         if not self.query("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"):
@@ -107,3 +221,7 @@ class SqliteStore(Store):
 
     def describe(self):
         return f"sqlite:{self.path}"
+
+
+def _when(epoch):
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
