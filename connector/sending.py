@@ -125,10 +125,19 @@ def send(services, req, api_key, api_secret):
         req.campaign_id,
         req.client_ref,
     )
+    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
+    slot = None
+    if services.limiter.interval and not (key and store.send_outcome(key)):
+        # A send nothing is known of takes its rate slot before any write: under a campaign
+        # over VONAGE_MAX_RPS most sends are refused, and a 429 need not wait for a commit.
+        try:
+            _check_opt_out(store, req)
+            slot = _take_slot(services, api_key, started)
+        except Failure as failure:
+            return _failed(req, failure, ())
     events = []
     if req.customer_id:
         events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
-    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
     if key:
         claim = store.claim_send(
             key,
@@ -149,13 +158,13 @@ def send(services, req, api_key, api_secret):
         if claim.kind == "wait":
             return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, started)
+        message_uuid = _send_once(services, req, api_key, api_secret, started, slot)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
     except Failure as failure:
         message_uuid = None
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
-        log.warning("send to=%s failed: %s %s", phone.mask(req.to), status, failure.reason)
+        _log_failure(req, failure)
     except Exception:
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
@@ -174,16 +183,35 @@ def send(services, req, api_key, api_secret):
     return _answer(status, answer, retry_after, events)
 
 
-def _send_once(services, req, api_key, api_secret, started):
-    settings = services.settings
-    if services.store.is_opted_out(req.to):
+def _check_opt_out(store, req):
+    if store.is_opted_out(req.to):
         raise Failure(
             422,
             "the recipient opted out (replied STOP); not sent. A START reply "
             "or `flask --app app optin` opts them back in",
         )
-    remaining = settings.vonage_timeout - (time.monotonic() - started)
-    services.limiter.acquire(api_key, max_wait=remaining - 1.0)
+
+
+def _take_slot(services, api_key, started):
+    remaining = services.settings.vonage_timeout - (time.monotonic() - started)
+    return services.limiter.acquire(api_key, max_wait=remaining - 1.0)
+
+
+def _failed(req, failure, events):
+    _log_failure(req, failure)
+    return _answer(failure.status, failure.answer(), failure.retry_after, events)
+
+
+def _log_failure(req, failure):
+    log.warning("send to=%s failed: %s %s", phone.mask(req.to), failure.status, failure.reason)
+
+
+def _send_once(services, req, api_key, api_secret, started, slot=None):
+    """`slot`: the rate slot send() already took, if it did."""
+    settings = services.settings
+    if slot is None:
+        _check_opt_out(services.store, req)
+        _take_slot(services, api_key, started)
     message = build_message(
         req.to,
         req.sender,

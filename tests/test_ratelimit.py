@@ -68,7 +68,9 @@ def test_workers_share_one_schedule_spaced_by_the_limit(tmp_path):
 
 
 def test_send_that_cannot_get_a_slot_in_time_is_429_with_retry_after(make_app, vonage):
-    client = make_app(vonage_max_rps=1, vonage_timeout=2.0).test_client()
+    # 0.7/s: the next slot is 1.5 s off, over the 1 s a send may wait for it, however slowly
+    # the first send went (up to 0.5 s).
+    client = make_app(vonage_max_rps=0.7, vonage_timeout=2.0).test_client()
     assert send(client, GOOD).status_code == 200
     response = send(client, {**GOOD, "text": "Flash sale, again"})
     assert response.status_code == 429
@@ -96,3 +98,18 @@ def test_sends_waiting_for_a_slot_are_capped_per_worker():
         limiter.acquire("key-1", max_wait=5)
     waiter.join()
     assert refused.value.status == 429 and refused.value.retry_after >= 1
+
+
+def test_a_refused_send_writes_nothing_and_a_known_one_still_gets_its_answer(make_app, vonage):
+    # Under a campaign over the limit most sends are 429s: they are refused before any write
+    # (no commit to wait for), but a retry of a send already answered still gets that answer.
+    app = make_app(vonage_max_rps=0.7, vonage_timeout=2.0)
+    client, store = app.test_client(), app.extensions["connector"].store
+    first = {**GOOD, "client_ref": "order-1"}
+    assert send(client, first).status_code == 200
+    refused = send(client, {**GOOD, "text": "Flash sale, again"})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    assert store.query("SELECT count(*) FROM sends")[0][0] == 1
+    replay = send(client, first)
+    assert replay.status_code == 200 and replay.json["trackingId"]
+    assert len(vonage.requests) == 1
