@@ -119,3 +119,18 @@ def test_a_group_whose_transaction_is_lost_fails_every_member_loudly(sqlite_stor
     with sqlite_store.transaction() as tx:  # the connection is usable again
         _insert(tx, "5")
     assert _numbers(sqlite_store) == {"0", "5"}
+
+
+def test_the_first_write_of_a_new_worker_makes_its_locks_and_commits(sqlite_store):
+    # A forked worker has neither write-turn locks nor a group yet: its first write makes both.
+    sqlite_store._writer, sqlite_store._group = (None, None, None), None
+    writer = threading.Thread(target=lambda: _numbers(sqlite_store) or _write(sqlite_store))
+    writer.start()
+    writer.join(5)
+    assert not writer.is_alive()
+    assert _numbers(sqlite_store) == {"9"}
+
+
+def _write(store):
+    with store.transaction() as tx:
+        _insert(tx, "9")

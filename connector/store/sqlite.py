@@ -13,7 +13,7 @@ from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_GROUP = 64  # transactions one commit covers at most, so a steady stream cannot delay it
-_OPENING = threading.Lock()
+_OPENING = threading.RLock()  # the group, made under it, makes the write-turn locks too
 
 
 def _enable_wal(conn):
