@@ -55,10 +55,33 @@ class RateLimiter:
                     self._waiting -= 1
         return slot
 
+    def check(self, api_key, max_wait):
+        """Raise the Failure(429) `acquire` would raise now, taking nothing: a cheap look that
+        lets the excess of a campaign be refused before the send writes anything."""
+        if not self.interval:
+            return
+        if self._waiting >= self.max_waiting:
+            max_wait = 0.0
+        fd = os.open(self._path(api_key), os.O_RDONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                next_free = float(os.pread(fd, 64, 0) or 0)
+            except ValueError:
+                next_free = 0.0
+        finally:
+            os.close(fd)
+        wait = next_free - time.time()
+        if max_wait < wait < 3600:
+            raise _refusal(wait)
+
+    def _path(self, api_key):
+        name = hashlib.sha256(api_key.encode()).hexdigest()[:24]
+        return os.path.join(self.directory, name)
+
     def _reserve(self, api_key, max_wait):
         """Take the next free slot of `api_key` if it is at most `max_wait` s away."""
-        name = hashlib.sha256(api_key.encode()).hexdigest()[:24]
-        fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path(api_key), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             now = time.time()
@@ -71,13 +94,16 @@ class RateLimiter:
             slot = max(now, next_free)
             wait = slot - now
             if wait > max_wait:
-                raise Failure(
-                    429,
-                    "the send rate for this Vonage API key (VONAGE_MAX_RPS) is "
-                    "used up; retry later",
-                    retry_after=max(1, math.ceil(wait)),
-                )
+                raise _refusal(wait)
             os.pwrite(fd, repr(slot + self.interval).encode().ljust(64), 0)
         finally:
             os.close(fd)  # also releases the lock
         return slot, wait
+
+
+def _refusal(wait):
+    return Failure(
+        429,
+        "the send rate for this Vonage API key (VONAGE_MAX_RPS) is used up; retry later",
+        retry_after=max(1, math.ceil(wait)),
+    )

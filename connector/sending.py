@@ -126,13 +126,13 @@ def send(services, req, api_key, api_secret):
         req.client_ref,
     )
     key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
-    slot = None
     if services.limiter.interval and not (key and store.send_outcome(key)):
-        # A send nothing is known of takes its rate slot before any write: under a campaign
-        # over VONAGE_MAX_RPS most sends are refused, and a 429 need not wait for a commit.
+        # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
+        # of is refused before any write, so a 429 need not wait for a commit. The slot itself
+        # is still taken just before the call to Vonage, so no write delays a send past it.
         try:
             _check_opt_out(store, req)
-            slot = _take_slot(services, api_key, started)
+            services.limiter.check(api_key, max_wait=_max_wait(settings, started))
         except Failure as failure:
             return _failed(req, failure, ())
     events = []
@@ -158,7 +158,7 @@ def send(services, req, api_key, api_secret):
         if claim.kind == "wait":
             return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, started, slot)
+        message_uuid = _send_once(services, req, api_key, api_secret, started)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
     except Failure as failure:
         message_uuid = None
@@ -192,9 +192,9 @@ def _check_opt_out(store, req):
         )
 
 
-def _take_slot(services, api_key, started):
-    remaining = services.settings.vonage_timeout - (time.monotonic() - started)
-    return services.limiter.acquire(api_key, max_wait=remaining - 1.0)
+def _max_wait(settings, started):
+    """How long a send may wait for its rate slot: until 1 s before VONAGE_TIMEOUT."""
+    return settings.vonage_timeout - (time.monotonic() - started) - 1.0
 
 
 def _failed(req, failure, events):
@@ -206,12 +206,10 @@ def _log_failure(req, failure):
     log.warning("send to=%s failed: %s %s", phone.mask(req.to), failure.status, failure.reason)
 
 
-def _send_once(services, req, api_key, api_secret, started, slot=None):
-    """`slot`: the rate slot send() already took, if it did."""
+def _send_once(services, req, api_key, api_secret, started):
     settings = services.settings
-    if slot is None:
-        _check_opt_out(services.store, req)
-        _take_slot(services, api_key, started)
+    _check_opt_out(services.store, req)
+    services.limiter.acquire(api_key, max_wait=_max_wait(settings, started))
     message = build_message(
         req.to,
         req.sender,

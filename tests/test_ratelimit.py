@@ -113,3 +113,14 @@ def test_a_refused_send_writes_nothing_and_a_known_one_still_gets_its_answer(mak
     replay = send(client, first)
     assert replay.status_code == 200 and replay.json["trackingId"]
     assert len(vonage.requests) == 1
+
+
+def test_check_refuses_as_acquire_would_and_takes_nothing():
+    limiter = RateLimiter(1, f"test:{uuid.uuid4()}")
+    limiter.check("key-1", max_wait=0)  # an empty schedule: nothing to refuse
+    first = limiter.acquire("key-1", max_wait=0)
+    with pytest.raises(Failure) as refused:
+        limiter.check("key-1", max_wait=0.5)  # the next slot is 1.05 s off
+    assert refused.value.status == 429 and refused.value.retry_after == 2
+    limiter.check("key-1", max_wait=2)  # a look only: the slot is still free for acquire
+    assert limiter.acquire("key-1", max_wait=2) - first == pytest.approx(1.05)
