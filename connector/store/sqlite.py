@@ -73,7 +73,11 @@ class SqliteStore(Store):
 
         def take():
             threads.acquire()
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+            except BaseException:
+                threads.release()
+                raise
 
         def give_back():
             fcntl.flock(lock_file, fcntl.LOCK_UN)
