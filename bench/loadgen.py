@@ -41,7 +41,8 @@ class Connection:
         self.reader = self.writer = None
 
     async def request(self, data):
-        """Send one request's bytes; return the answer's status code."""
+        """Send one request's bytes; return the answer's status code (a 429 without
+        Retry-After comes back as "429 without Retry-After", an error in every row)."""
         if self.reader is not None and self.reader.at_eof():
             self.close()  # the server closed it while idle (its keep-alive timeout)
         if self.writer is None:
@@ -49,7 +50,7 @@ class Connection:
         self.writer.write(data)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length, close = 0, False
+        length, close, retry_after = 0, False, False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -57,10 +58,14 @@ class Connection:
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
+            elif name == b"retry-after" and value.strip().isdigit():
+                retry_after = True
         if length:
             await self.reader.readexactly(length)
         if close:
             self.close()
+        if status == 429 and not retry_after:
+            return "429 without Retry-After"
         return status
 
     def close(self):

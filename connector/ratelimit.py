@@ -52,6 +52,21 @@ class FileSchedule:
         self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
         os.makedirs(self.directory, exist_ok=True)
 
+    def peek(self, api_key):
+        """Seconds until the next free slot of `api_key` (<= 0: free now), taking nothing."""
+        fd = os.open(
+            os.path.join(self.directory, _key_name(api_key)), os.O_RDONLY | os.O_CREAT, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                next_free = float(os.pread(fd, 64, 0) or 0)
+            except ValueError:
+                next_free = 0.0
+        finally:
+            os.close(fd)
+        return next_free - time.time()
+
     def reserve(self, api_key, interval, max_wait):
         """(slot, wait): the next free slot of `api_key` if at most `max_wait` s away."""
         fd = os.open(
@@ -122,6 +137,15 @@ class PostgresSchedule:
         self._lock = threading.Lock()
         self._offset, self._rtt, self._since = 0.0, math.inf, 0.0
 
+    def peek(self, api_key):
+        """Seconds until the next free slot of `api_key` on the server's clock, taking nothing."""
+        rows = self.store().query(
+            "SELECT next_free - extract(epoch FROM clock_timestamp())::float8"
+            " FROM send_schedule WHERE name = ?",
+            (_key_name(api_key),),
+        )
+        return rows[0][0] if rows else 0.0
+
     def reserve(self, api_key, interval, max_wait):
         sent = time.time()
         slot, next_free, now = self.store().query(
@@ -186,6 +210,17 @@ class RateLimiter:
             with self._lock:
                 self.late += 1
             max_wait = min(max_wait, deadline - time.monotonic())
+
+    def check(self, api_key, max_wait):
+        """Raise the Failure(429) `acquire` would raise now, taking nothing: a cheap look that
+        lets the excess of a campaign be refused before the send writes anything."""
+        if not self.interval:
+            return
+        if self._waiting >= self.max_waiting:
+            max_wait = 0.0
+        wait = self.schedule.peek(api_key)
+        if max_wait < wait < CLOCK_STEP:
+            _refuse(wait)
 
     def _sleep(self, seconds):
         with self._lock:

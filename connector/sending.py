@@ -125,10 +125,21 @@ def send(services, req, api_key, api_secret):
         req.campaign_id,
         req.client_ref,
     )
+    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
+    if services.limiter.interval and not (key and store.send_outcome(key)):
+        # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
+        # of is refused before any write, so a 429 need not wait for a commit. The slot itself
+        # is still taken just before the call to Vonage, so no write delays a send past it.
+        try:
+            _check_opt_out(store, req)
+            services.limiter.check(api_key, max_wait=_max_wait(settings, started))
+        except Failure as failure:
+            _log_failure(req, failure)
+            observe.sent(services, req, failure.status, failure.answer(), started)
+            return _answer(failure.status, failure.answer(), failure.retry_after)
     events = []
     if req.customer_id:
         events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
-    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
     if key:
         claim = store.claim_send(
             key,
@@ -156,7 +167,7 @@ def send(services, req, api_key, api_secret):
         message_uuid = None
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
-        log.warning("send to=%s failed: %s %s", phone.mask(req.to), status, failure.reason)
+        _log_failure(req, failure)
     except Exception:
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
@@ -176,16 +187,28 @@ def send(services, req, api_key, api_secret):
     return _answer(status, answer, retry_after, events)
 
 
-def _send_once(services, req, api_key, api_secret, started):
-    settings = services.settings
-    if services.store.is_opted_out(req.to):
+def _check_opt_out(store, req):
+    if store.is_opted_out(req.to):
         raise Failure(
             422,
             "the recipient opted out (replied STOP); not sent. A START reply "
             "or `flask --app app optin` opts them back in",
         )
-    remaining = settings.vonage_timeout - (time.monotonic() - started)
-    services.limiter.acquire(api_key, max_wait=remaining - 1.0)
+
+
+def _max_wait(settings, started):
+    """How long a send may wait for its rate slot: until 1 s before VONAGE_TIMEOUT."""
+    return settings.vonage_timeout - (time.monotonic() - started) - 1.0
+
+
+def _log_failure(req, failure):
+    log.warning("send to=%s failed: %s %s", phone.mask(req.to), failure.status, failure.reason)
+
+
+def _send_once(services, req, api_key, api_secret, started):
+    settings = services.settings
+    _check_opt_out(services.store, req)
+    services.limiter.acquire(api_key, max_wait=_max_wait(settings, started))
     message = build_message(
         req.to,
         req.sender,

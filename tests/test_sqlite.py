@@ -112,7 +112,7 @@ def test_a_replaced_database_is_noticed(app, tmp_path):
 def test_a_full_disk_is_503_with_the_reason_and_shown_in_health(app, moengage):
     client, store = app.test_client(), app.extensions["connector"].store
     assert webhook(client, "/webhooks/inbound", inbound_body("hello")).status_code == 200
-    conn = store._connection()  # the test client serves requests on this thread
+    conn = store._group.conn  # the process's writing connection (group commit)
     [(pages,)] = conn.execute("PRAGMA page_count").fetchall()
     conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite answers SQLITE_FULL from now on
     response = webhook(client, "/webhooks/inbound", inbound_body("x" * 20_000))

@@ -1,4 +1,5 @@
-"""SQLite backend: the embedded default. WAL, synchronous=FULL, one connection per thread.
+"""SQLite backend: the embedded default. WAL, synchronous=FULL; reads on a connection per
+thread, writes on one connection per process, committed in groups (group_commit.py).
 
 The file is checked before every transaction: one that was deleted or replaced while the
 connector ran (threads would keep writing to the unlinked one, and a new connection would make
@@ -16,11 +17,12 @@ from datetime import UTC, datetime
 from urllib.request import pathname2url
 
 from .base import Store, StoreUnavailable
+from .group_commit import GroupCommit
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 LOW_SPACE_BYTES = 1024 * 1024  # /health warns below this much free space beside the file
-_OPENING = threading.Lock()
+_OPENING = threading.RLock()  # the group, made under it, makes the write-turn locks too
 MISSING = (-1, -1)  # the identity of a database deleted before this process opened it
 log = logging.getLogger(__name__)
 # SQLite's primary result codes that mean "nothing can be stored now", and what to tell.
@@ -54,6 +56,7 @@ class SqliteStore(Store):
         self._writer = (None, None, None)  # (pid, lock among this process's threads, lock file)
         self._identity = None  # (st_dev, st_ino) of the file once its schema is in place
         self._failing = None  # (since, reason) while writes fail for want of disk
+        self._group = None  # this process's GroupCommit
 
     def _check_file(self):
         """Raise StoreUnavailable unless the path is still the file this store opened: one
@@ -85,7 +88,10 @@ class SqliteStore(Store):
 
     def _unavailable(self, exc):
         """StoreUnavailable for an error that means nothing can be stored, else None."""
-        what = UNAVAILABLE.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+        code = getattr(exc, "sqlite_errorcode", None) or getattr(
+            exc.__cause__, "sqlite_errorcode", 0
+        )
+        what = UNAVAILABLE.get(code & 0xFF)
         if what is None:
             return None
         reason = f"the SQLite database DATABASE_PATH={self.path} takes no writes: {what}"
@@ -97,30 +103,73 @@ class SqliteStore(Store):
         log.error("nothing stored, answered 503: %s", reason)
         return StoreUnavailable(reason)
 
+    def _connect(self, **kwargs):
+        # Once the schema is in place, never create the file: a missing one is an error.
+        target = self.path
+        if self._identity is not None:
+            target = f"file:{pathname2url(os.path.abspath(self.path))}?mode=rw"
+        conn = sqlite3.connect(
+            target,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            uri=self._identity is not None,
+            **kwargs,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _enable_wal(conn)
+        # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
     def _connection(self):
         # A connection never crosses a fork or a thread: gunicorn forks workers after import.
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             self._check_file()
-            # Once the schema is in place, never create the file: a missing one is an error.
-            target = self.path
-            if self._identity is not None:
-                target = f"file:{pathname2url(os.path.abspath(self.path))}?mode=rw"
-            conn = sqlite3.connect(
-                target,
-                isolation_level=None,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                uri=self._identity is not None,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _enable_wal(conn)
-            # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
-            conn.execute("PRAGMA synchronous = FULL")
+            conn = self._connect()
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
     def transaction(self):
+        """This process's writes share commits (GroupCommit); the file is checked first."""
+        try:
+            self._check_file()
+            group = self._group
+            if group is None or group.pid != os.getpid():
+                with _OPENING:
+                    if self._group is None or self._group.pid != os.getpid():
+                        conn = self._connect(check_same_thread=False)
+                        self._group = GroupCommit(conn, self._turn)
+                group = self._group
+            with group.transaction() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) or exc
+        self._failing = None
+
+    def _turn(self):
+        """(take, give back): the write turn of `_write_turn`, in two calls a group can split."""
+        self._write_turn_locks()
+        _, threads, lock_file = self._writer
+
+        def take():
+            threads.acquire()
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+            except BaseException:
+                threads.release()
+                raise
+
+        def give_back():
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            threads.release()
+
+        return take, give_back
+
+    @contextmanager
+    def _solo_transaction(self):
+        """One transaction alone on this thread's connection (schema steps)."""
         # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction fails
         # with "database is locked" under concurrent workers, whatever the busy timeout.
         try:
@@ -149,11 +198,7 @@ class SqliteStore(Store):
         load some writers wait seconds while the lock sits free; a queued writer here wakes
         as soon as the one before it commits. busy_timeout still covers other programs.
         """
-        if self._writer[0] != os.getpid():  # a new worker: its own locks, never the parent's
-            with _OPENING:
-                if self._writer[0] != os.getpid():
-                    lock_file = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o600)
-                    self._writer = (os.getpid(), threading.Lock(), lock_file)
+        self._write_turn_locks()
         _, threads, lock_file = self._writer
         with threads:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
@@ -161,6 +206,13 @@ class SqliteStore(Store):
                 yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _write_turn_locks(self):
+        if self._writer[0] != os.getpid():  # a new worker: its own locks, never the parent's
+            with _OPENING:
+                if self._writer[0] != os.getpid():
+                    lock_file = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o600)
+                    self._writer = (os.getpid(), threading.Lock(), lock_file)
 
     def query(self, sql, params=()):
         try:
@@ -211,7 +263,7 @@ class SqliteStore(Store):
         return rows[0][0] if rows else 0
 
     def schema_transaction(self):
-        return self.transaction()  # BEGIN IMMEDIATE behind the lock file: one writer at a time
+        return self._solo_transaction()  # BEGIN IMMEDIATE behind the lock file, alone
 
     def close(self):
         conn = getattr(self._local, "conn", None)
