@@ -20,6 +20,7 @@ def health():
         "database": ctx.store.describe().split(":", 1)[0],
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
+        "api_keys_limited": bool(ctx.settings.vonage_api_keys),
     }
     if problems:
         body["problems"] = problems

@@ -11,7 +11,7 @@ import time
 from collections import namedtuple
 from dataclasses import dataclass
 
-from . import phone
+from . import credentials, phone
 from .errors import Failure
 from .vonage import build_message
 
@@ -92,15 +92,16 @@ def parse_send(body, default_sender):
     )
 
 
-def idempotency_key(api_key, req, dedupe_seconds):
-    """(key, window): a client_ref is a key for good; otherwise an identical send (API key,
-    sender, recipient, text, campaign) is one inside the dedupe window. Keys are hashed so
-    the store never holds the API key."""
+def idempotency_key(pair, req, dedupe_seconds):
+    """(key, window): a client_ref is a key for good; otherwise an identical send (sender,
+    recipient, text, campaign) is one inside the dedupe window. Both hold only for the same
+    API key and secret (`pair`, their keyed hash): a caller with the right key and a wrong
+    secret neither replays nor joins another's send. Hashed: the store holds neither."""
     if req.client_ref:
-        parts, window = ["ref", api_key, req.client_ref], None
+        parts, window = ["ref", pair, req.client_ref], None
     elif dedupe_seconds > 0:
         parts, window = (
-            ["dup", api_key, req.sender, req.to, req.text, req.campaign_id],
+            ["dup", pair, req.sender, req.to, req.text, req.campaign_id],
             dedupe_seconds,
         )
     else:
@@ -125,10 +126,10 @@ def send(services, req, api_key, api_secret):
         req.campaign_id,
         req.client_ref,
     )
+    credentials.check_allowed(settings, api_key)
+    pair = credentials.pair_hash(api_key, api_secret)
     events = []
-    if req.customer_id:
-        events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
-    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
+    key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
     if key:
         claim = store.claim_send(
             key,
@@ -147,12 +148,15 @@ def send(services, req, api_key, api_secret):
             )
             return _answer(claim.status, claim.answer, events=events)
         if claim.kind == "wait":
-            return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
+            return _join(store, key, started + settings.vonage_timeout + 0.25, req, events)
+    accepted = False  # did Vonage accept this caller's key and secret?
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, started)
+        message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
+        accepted = True
     except Failure as failure:
         message_uuid = None
+        accepted = isinstance(failure, OptedOut)  # told only once the pair was confirmed
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
         log.warning("send to=%s failed: %s %s", phone.mask(req.to), status, failure.reason)
@@ -171,13 +175,34 @@ def send(services, req, api_key, api_secret):
         raise
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
+    if accepted:
+        events = _accepted(services, req, pair)
     return _answer(status, answer, retry_after, events)
 
 
-def _send_once(services, req, api_key, api_secret, started):
+class OptedOut(Failure):
+    """The recipient opted out; told only to a key and secret Vonage accepted."""
+
+
+def _accepted(services, req, pair):
+    """Vonage accepted the caller's key and secret: remember the pair, and only now link the
+    number to the send's customer_id (queueing a STOP that waited for one), so a caller
+    without the secret cannot re-point a number to another MoEngage user."""
+    now = time.time()
+    services.accepted_pairs.accepted(services.store, pair, now)
+    if not req.customer_id:
+        return []
+    return services.store.remember_contact(
+        req.to, req.customer_id, now, services.settings.data_api_enabled
+    )
+
+
+def _send_once(services, req, api_key, api_secret, pair, started):
     settings = services.settings
     if services.store.is_opted_out(req.to):
-        raise Failure(
+        remaining = settings.vonage_timeout - (time.monotonic() - started)
+        credentials.confirm(services, api_key, api_secret, pair, time.time(), remaining)
+        raise OptedOut(
             422,
             "the recipient opted out (replied STOP); not sent. A START reply "
             "or `flask --app app optin` opts them back in",

@@ -1,10 +1,11 @@
 """What the routes work with, built once per app from the settings."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import after_this_request, current_app
 
 from .config import Settings
+from .credentials import AcceptedPairs
 from .moengage import MoEngageClient
 from .ratelimit import RateLimiter
 from .store import Store, open_store
@@ -21,6 +22,8 @@ class Services:
     # Events may wait in the store (true at start, and after a failed forward): the next
     # successful forward sweeps them.
     backlog: bool = True
+    # Key and secret pairs Vonage accepted, remembered in front of the store.
+    accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
 
 
 def build_services(settings):
@@ -29,7 +32,9 @@ def build_services(settings):
     return Services(
         settings=settings,
         store=store,
-        vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
+        vonage=VonageClient(
+            settings.vonage_api_url, pool_size=pool, account_url=settings.vonage_account_url
+        ),
         moengage=MoEngageClient(
             settings.moengage_delivery_url,
             settings.data_api_base,

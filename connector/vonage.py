@@ -187,6 +187,35 @@ class VonageClient:
             ) from None
         return Answer(response.status_code, response.headers, body, response.reason)
 
+    def check_credentials(self, api_key, api_secret, timeout):
+        """Return if Vonage's Account API accepts the key and secret (GET
+        /account/get-balance); raise VonageError 401 (as a send would) if it refuses them,
+        another VonageError if it cannot tell within `timeout`."""
+        deadline = Deadline(timeout)
+        response = None
+        try:
+            with deadline.watch() as call:
+                response = self._http().get(
+                    self.balance_url,
+                    auth=(api_key, api_secret),
+                    headers={"Accept": "application/json"},
+                    timeout=(min(CONNECT_TIMEOUT, timeout), max(timeout, 0.001)),
+                    allow_redirects=False,
+                    stream=True,
+                )
+                body = response.content
+                if call.expired:
+                    raise _Cut()
+        except (requests.RequestException, _Cut):
+            if response is not None:
+                response.close()
+            raise VonageError(502, "Vonage's Account API did not answer in time") from None
+        answer = Answer(response.status_code, response.headers, body, response.reason)
+        if answer.status == 200:
+            return
+        status = ANSWER_FOR.get(answer.status) if answer.status in (401, 403) else 502
+        raise VonageError(status, f"Vonage {answer.status}: {_problem(answer)}")
+
     @staticmethod
     def _pause(deadline, seconds, reserve=0.1):
         """Sleep `seconds` if that leaves `reserve` before the deadline; say whether it did."""

@@ -58,10 +58,21 @@ FIRST_RELEASE = [
     "CREATE INDEX IF NOT EXISTS events_by_state ON events (state, id)",
 ]
 
+# Keyed hashes (HMAC-SHA256 keyed with the secret, never the secret itself) of the Vonage API
+# key and secret pairs Vonage accepted, and when it last did: a caller is told a recipient
+# opted out only with a pair found here (or confirmed with Vonage's Account API first).
+ACCEPTED_CREDENTIALS = [
+    """CREATE TABLE IF NOT EXISTS accepted_credentials (
+        pair_hash TEXT PRIMARY KEY,
+        accepted_at {real} NOT NULL
+    )""",
+]
+
 
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
+    ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
 ]
 LATEST = len(STEPS)
 
