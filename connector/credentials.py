@@ -31,6 +31,7 @@ def pair_hash(api_key, api_secret):
 def check_allowed(settings, api_key):
     """VONAGE_API_KEYS, when set, limits the connector to the team's own accounts."""
     if settings.vonage_api_keys and api_key not in settings.vonage_api_keys:
+        log.warning("send refused: its Vonage API key is not in VONAGE_API_KEYS")
         raise Failure(401, "this connector does not send for that Vonage API key")
 
 
