@@ -8,6 +8,7 @@ to a pair Vonage accepted.
 
 import hashlib
 import hmac
+import json
 import logging
 import math
 import threading
@@ -87,3 +88,35 @@ def confirm(services, api_key, api_secret, pair, now, timeout):
             f"Vonage did not confirm the API key and secret in time ({exc.reason}); not sent",
         ) from None
     services.accepted_pairs.accepted(services.store, pair, now)
+
+
+def legacy_ref_key(api_key, client_ref):
+    """The idempotency key a `client_ref` had before keys included the secret (API key alone)."""
+    digest = hashlib.sha256(json.dumps(["ref", api_key, client_ref]).encode()).hexdigest()
+    return f"ref:{digest}"
+
+
+def legacy_replay(services, api_key, api_secret, pair, client_ref, now):
+    """(status, answer) of a send remembered under the old key, replayed to a pair Vonage
+    accepts (raises Failure 401 otherwise); None when there is no such send. Keeps a
+    `client_ref` sent before the upgrade from being sent again, without telling its answer to
+    a caller who has only the key."""
+    if not services.legacy_refs(services.store):
+        return None
+    outcome = services.store.send_outcome(legacy_ref_key(api_key, client_ref))
+    if outcome is None or outcome[1] != "done":
+        return None
+    confirm(services, api_key, api_secret, pair, now, services.settings.vonage_timeout - 0.5)
+    return outcome[2], outcome[3]
+
+
+class LegacyRefs:
+    """Whether the store holds `client_ref` keys of the old form: asked once per process."""
+
+    def __init__(self):
+        self._found = None
+
+    def __call__(self, store):
+        if self._found is None:
+            self._found = store.has_legacy_refs()
+        return self._found

@@ -107,7 +107,7 @@ def idempotency_key(pair, req, dedupe_seconds):
     else:
         return None, None
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-    return f"{parts[0]}:{digest}", window
+    return f"{parts[0]}2:{digest}", window  # "2": keyed by the pair (credentials.legacy_*)
 
 
 def success(message_uuid):
@@ -130,6 +130,10 @@ def send(services, req, api_key, api_secret):
     pair = credentials.pair_hash(api_key, api_secret)
     events = []
     key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
+    if req.client_ref:  # remembered before keys included the secret
+        legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
+        if legacy:
+            return _answer(*legacy)
     if key:
         claim = store.claim_send(
             key,

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from flask import after_this_request, current_app
 
 from .config import Settings
-from .credentials import AcceptedPairs
+from .credentials import AcceptedPairs, LegacyRefs
 from .moengage import MoEngageClient
 from .ratelimit import RateLimiter
 from .store import Store, open_store
@@ -24,6 +24,7 @@ class Services:
     backlog: bool = True
     # Key and secret pairs Vonage accepted, remembered in front of the store.
     accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
+    legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
 
 
 def build_services(settings):

@@ -7,7 +7,7 @@ import time
 from conftest import AUTH, send
 from standins import API_KEY, API_SECRET, Answer
 
-from connector.credentials import pair_hash
+from connector.credentials import legacy_ref_key, pair_hash
 
 NUMBER = "447700900000"
 GOOD = {"to": NUMBER, "text": "Your code is 1234"}
@@ -51,6 +51,21 @@ def test_the_store_holds_a_keyed_hash_never_the_secret(app, client, vonage, back
     assert API_SECRET not in dump and API_KEY not in dump
     assert store.credentials_accepted_at(pair_hash(API_KEY, API_SECRET)) is not None
     assert pair_hash(API_KEY, API_SECRET) != pair_hash(API_KEY, "not-the-secret")
+
+
+def test_a_client_ref_remembered_before_the_upgrade_replays_only_for_a_good_pair(
+    app, client, vonage
+):
+    """Keys made before they included the secret still stop a rerun, once Vonage vouches."""
+    store = app.extensions["connector"].store
+    key, first = legacy_ref_key(API_KEY, "order-old"), {"trackingId": "old-uuid", "status": "sent"}
+    claim = store.claim_send(key, time.time(), None, 10.0, NUMBER)
+    store.finish_send(key, claim.token, 200, first, time.time(), True, "old-uuid")
+    stolen = send(client, {**GOOD, "client_ref": "order-old"}, headers=WRONG)
+    assert stolen.status_code == 401 and "trackingId" not in stolen.json
+    assert send(client, {**GOOD, "client_ref": "order-old"}).json == first
+    assert vonage.sends() == []
+    assert send(client, {**GOOD, "client_ref": "order-new"}).status_code == 200
 
 
 # -- 15 (b): a wrong secret in flight is not joined -------------------------------------------

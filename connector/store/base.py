@@ -112,6 +112,12 @@ class Store:
         token, state, status, answer = rows[0]
         return token, state, status, json.loads(answer) if answer else None
 
+    def has_legacy_refs(self):
+        """Any `client_ref` key of the form used before keys included the secret (`ref:`)?"""
+        return bool(
+            self.query("SELECT 1 FROM sends WHERE idem_key >= 'ref:' AND idem_key < 'ref;' LIMIT 1")
+        )
+
     def find_send(self, message_uuid):
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
         rows = self.query(
