@@ -21,6 +21,7 @@ from requests.utils import get_environ_proxies, select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+WAKE_GRANULARITY = 0.01  # seconds a deadline may be enforced late
 _current = threading.local()  # .call: the Deadline this thread runs under, if any
 
 
@@ -125,7 +126,8 @@ class _Watchdog:
                     continue
                 delay = self._heap[0][0] - time.monotonic()
                 if delay > 0:
-                    self._wake.wait(delay)
+                    # At most one wake-up per 10 ms however many calls end (most end early).
+                    self._wake.wait(max(delay, WAKE_GRANULARITY))
                     continue
                 heapq.heappop(self._heap)[2]._expire()
 
