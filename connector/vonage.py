@@ -144,7 +144,7 @@ class VonageClient:
         Raises _NeverSent when no byte of the request left, VonageError 504 when it may have
         reached Vonage but no status came back.
         """
-        response = None
+        response, remaining = None, max(deadline.remaining(), 0.01)
         try:
             with deadline.watch() as call:
                 response = self._http().post(
@@ -152,7 +152,7 @@ class VonageClient:
                     json=message,
                     auth=(api_key, api_secret),
                     headers={"Accept": "application/json"},
-                    timeout=(min(CONNECT_TIMEOUT, deadline.remaining()), deadline.remaining()),
+                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
                     allow_redirects=False,
                     stream=True,
                 )
@@ -199,7 +199,7 @@ class VonageClient:
                     self.balance_url,
                     auth=(api_key, api_secret),
                     headers={"Accept": "application/json"},
-                    timeout=(min(CONNECT_TIMEOUT, timeout), max(timeout, 0.001)),
+                    timeout=(min(CONNECT_TIMEOUT, max(timeout, 0.01)), max(timeout, 0.01)),
                     allow_redirects=False,
                     stream=True,
                 )
