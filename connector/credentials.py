@@ -18,7 +18,7 @@ from .vonage import VonageError
 
 log = logging.getLogger(__name__)
 KNOWN_FOR = 24 * 3600.0  # a pair Vonage accepted this long ago is checked again
-REFRESH_AFTER = 3600.0  # an accepted pair's time is written to the store at most this often
+REFRESH_AFTER = 3600.0  # an accepted pair's time in memory is brought forward this often
 MAX_REMEMBERED = 10_000  # pairs kept in each process's memory
 
 
@@ -37,17 +37,21 @@ def check_allowed(settings, api_key):
 
 
 class AcceptedPairs:
-    """The pairs Vonage accepted recently: the store's record, with a per-process memory in
-    front so a send writes it at most once an hour and reads it not at all."""
+    """The pairs Vonage accepted recently. A send Vonage took is remembered in this process
+    only (no write on the send's path); a pair the Account API confirmed is also written to the
+    store, so other processes and restarts do not ask Vonage again for a day."""
 
     def __init__(self):
         self._seen = {}  # pair_hash -> when Vonage last accepted it (as far as we know)
         self._lock = threading.Lock()
 
-    def accepted(self, store, pair, now):
-        """Vonage accepted `pair` at `now` (it took a send, or its Account API said so)."""
-        if now - self._seen.get(pair, -math.inf) < REFRESH_AFTER:
-            return
+    def accepted(self, pair, now):
+        """Vonage took a send with `pair` at `now`."""
+        if now - self._seen.get(pair, -math.inf) >= REFRESH_AFTER:
+            self._remember(pair, now)
+
+    def confirmed(self, store, pair, now):
+        """Vonage's Account API accepted `pair` at `now`."""
         store.credentials_accepted(pair, now)
         self._remember(pair, now)
 
@@ -72,8 +76,9 @@ def confirm(services, api_key, api_secret, pair, now, timeout):
     """Return once Vonage is known to accept the pair; else raise Failure(401), so a caller
     without the right secret learns nothing from what the connector knows (an opt-out).
 
-    A pair Vonage accepted within a day is known; any other is checked once with Vonage's
-    Account API, and a 401/403 there is answered as Vonage answers a send with it.
+    A pair Vonage took a send from (in this process) or confirmed (in any) within a day is
+    known; any other is checked once with Vonage's Account API, and a 401/403 there is
+    answered as Vonage answers a send with it.
     """
     if services.accepted_pairs.known(services.store, pair, now):
         return
@@ -87,7 +92,7 @@ def confirm(services, api_key, api_secret, pair, now, timeout):
             401,
             f"Vonage did not confirm the API key and secret in time ({exc.reason}); not sent",
         ) from None
-    services.accepted_pairs.accepted(services.store, pair, now)
+    services.accepted_pairs.confirmed(services.store, pair, now)
 
 
 def legacy_ref_key(api_key, client_ref):

@@ -193,7 +193,7 @@ def _accepted(services, req, pair):
     number to the send's customer_id (queueing a STOP that waited for one), so a caller
     without the secret cannot re-point a number to another MoEngage user."""
     now = time.time()
-    services.accepted_pairs.accepted(services.store, pair, now)
+    services.accepted_pairs.accepted(pair, now)
     if not req.customer_id:
         return []
     return services.store.remember_contact(

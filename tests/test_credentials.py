@@ -42,9 +42,12 @@ def test_a_wrong_secret_does_not_replay_an_identical_send(client, vonage):
     assert len(vonage.sent()) == 1
 
 
-def test_the_store_holds_a_keyed_hash_never_the_secret(app, client, vonage, backend):
-    send(client, {**GOOD, "client_ref": "order-1"})
-    store = app.extensions["connector"].store
+def test_the_store_holds_a_keyed_hash_never_the_secret(make_app, vonage, backend):
+    send(make_app().test_client(), {**GOOD, "client_ref": "order-1"})
+    app = make_app()  # another worker: the pair is checked with the Account API, and kept
+    store = opt_out(app, "447700900005")
+    assert send(app.test_client(), {**GOOD, "to": "447700900005"}).status_code == 422
+    assert len(vonage.balance_checks()) == 1
     dump = repr(store.query("SELECT * FROM sends")) + repr(
         store.query("SELECT * FROM accepted_credentials")
     )
@@ -121,6 +124,13 @@ def test_a_pair_vonage_accepted_on_a_send_needs_no_check(app, client, vonage):
     opt_out(app)
     assert send(client, GOOD).status_code == 422
     assert vonage.balance_checks() == []
+
+
+def test_a_send_vonage_took_writes_nothing_more_to_the_store(app, client, vonage):
+    """The send's path stays as it was: the pair is remembered in memory only."""
+    assert send(client, GOOD).status_code == 200
+    store = app.extensions["connector"].store
+    assert store.credentials_accepted_at(pair_hash(API_KEY, API_SECRET)) is None
 
 
 def test_an_unconfirmed_pair_is_401_when_the_account_api_fails(app, client, vonage):

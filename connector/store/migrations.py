@@ -59,8 +59,8 @@ FIRST_RELEASE = [
 ]
 
 # Keyed hashes (HMAC-SHA256 keyed with the secret, never the secret itself) of the Vonage API
-# key and secret pairs Vonage accepted, and when it last did: a caller is told a recipient
-# opted out only with a pair found here (or confirmed with Vonage's Account API first).
+# key and secret pairs Vonage's Account API confirmed, and when: a caller is told a recipient
+# opted out only with a pair Vonage accepted (found here, or seen take a send in this process).
 ACCEPTED_CREDENTIALS = [
     """CREATE TABLE IF NOT EXISTS accepted_credentials (
         pair_hash TEXT PRIMARY KEY,
