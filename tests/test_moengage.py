@@ -13,7 +13,7 @@ WORKSPACE = {"moengage_workspace_id": "WS123", "moengage_data_api_key": "data-ke
 
 def test_a_forward_whose_answer_trickles_ends_in_time_and_stays_pending(make_app, moengage):
     """One byte every 0.1 s: the status line alone would take 1.7 s, the whole answer 20 s."""
-    app = make_app(moengage_timeout=1.0)
+    app = make_app(moengage_timeout=0.6)
     moengage.script(Answer(200, PADDED, trickle=0.1))
     started = time.monotonic()
     response = webhook(app.test_client(), "/webhooks/status", status_body())
@@ -27,7 +27,7 @@ def test_a_forward_whose_answer_trickles_ends_in_time_and_stays_pending(make_app
 
 def test_a_forward_whose_body_trickles_counts_moengages_status(make_app, moengage):
     """MoEngage said 200 at once: accepted, even if the rest of its answer never comes."""
-    app = make_app(moengage_timeout=1.0)
+    app = make_app(moengage_timeout=0.6)
     moengage.script(Answer(200, PADDED, trickle=0.1, trickle_body_only=True))
     started = time.monotonic()
     response = webhook(app.test_client(), "/webhooks/status", status_body())
@@ -38,7 +38,7 @@ def test_a_forward_whose_body_trickles_counts_moengages_status(make_app, moengag
 
 def test_data_api_tries_all_end_within_the_timeout(make_app, moengage, vonage):
     """Track User trickling: its inline retries do not multiply the wait."""
-    app = make_app(moengage_timeout=1.0, **WORKSPACE)
+    app = make_app(moengage_timeout=0.6, **WORKSPACE)
     client = app.test_client()
     assert send(client, {"to": NUMBER, "text": "hi", "customer_id": "user-42"}).status_code == 200
     slow = Answer(500, PADDED, trickle=0.1)

@@ -35,7 +35,7 @@ def test_2xx_without_a_readable_uuid_is_remembered_so_a_retry_sends_nothing(
     assert len(vonage.sends()) == 1
 
 
-@pytest.mark.parametrize("retry_after", ["0", "Mon, 01 Jan 2001 00:00:00 GMT", "-3", "0.0"])
+@pytest.mark.parametrize("retry_after", ["0", "Mon, 01 Jan 2001 00:00:00 GMT"])
 def test_429_asking_for_no_pause_is_tried_a_few_times_only(client, vonage, retry_after):
     problem = fixture("python-sdk/http_client__429.json")
     vonage.script(*[Answer(429, problem, headers={"Retry-After": retry_after})] * 200)
@@ -62,20 +62,20 @@ PADDED = {"message_uuid": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", "pad": "x" * 1
 def test_a_trickling_answer_is_cut_at_the_deadline_and_remembered(make_app, vonage, body_only):
     """One byte every 50 ms never trips a per-read timeout; the whole answer would take 8 s or
     more. The send is answered 504 at VONAGE_TIMEOUT (may have been sent), and remembered."""
-    client = make_app(vonage_timeout=1.0).test_client()
+    client = make_app(vonage_timeout=0.6).test_client()
     vonage.script(Answer(202, PADDED, trickle=0.05, trickle_body_only=body_only))
     started = time.monotonic()
     response = send(client, GOOD)
     elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert "may have been sent" in response.json["error"]
-    assert elapsed < 4.0  # far below the 8 s the trickle needs; the promise is 1.5 s
+    assert elapsed < 4.0  # far below the 8 s the trickle needs; the promise is 1.1 s
     assert send(client, GOOD).status_code == 504
     assert len(vonage.sends()) == 1
 
 
 def test_a_trickling_error_answer_is_cut_at_the_deadline_too(make_app, vonage):
-    client = make_app(vonage_timeout=1.0, send_dedupe_seconds=0).test_client()
+    client = make_app(vonage_timeout=0.6, send_dedupe_seconds=0).test_client()
     vonage.script(Answer(500, {"title": "x" * 200}, trickle=0.05, trickle_body_only=True))
     started = time.monotonic()
     response = send(client, GOOD)
@@ -86,7 +86,7 @@ def test_a_trickling_error_answer_is_cut_at_the_deadline_too(make_app, vonage):
 
 def test_a_fast_answer_after_a_slow_one_reuses_the_connection_unharmed(make_app, vonage):
     """A socket the deadline closed is never handed to the next send as if it were alive."""
-    client = make_app(vonage_timeout=1.0, send_dedupe_seconds=0).test_client()
+    client = make_app(vonage_timeout=0.6, send_dedupe_seconds=0).test_client()
     vonage.script(Answer(202, PADDED, trickle=0.05, trickle_body_only=True))
     assert send(client, GOOD).status_code == 504
     for _ in range(3):
