@@ -27,6 +27,7 @@ class Settings:
     vonage_signature_secrets: tuple = ()
     vonage_api_url: str = "https://api.nexmo.com"
     vonage_from: str = ""
+    vonage_api_keys: tuple = ()  # empty: any key may send through this connector
     moengage_workspace_id: str = ""
     moengage_data_api_key: str = ""
     moengage_api_url: str = ""
@@ -64,6 +65,15 @@ class Settings:
         return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
 
     @property
+    def vonage_account_url(self):
+        """Vonage's Account API (checks a key and secret): at rest.nexmo.com for Vonage's own
+        hosts; anything else named in VONAGE_API_URL (a stand-in, a proxy) serves both."""
+        host = urlsplit(self.vonage_api_url).hostname or ""
+        if host.endswith((".nexmo.com", ".vonage.com")):
+            return "https://rest.nexmo.com"
+        return self.vonage_api_url
+
+    @property
     def status_webhook_url(self):
         return f"{self.public_url.rstrip('/')}/webhooks/status" if self.public_url else ""
 
@@ -93,6 +103,10 @@ _ENV = {
     ),
     "vonage_api_url": ("VONAGE_API_URL", lambda v: v.rstrip("/")),
     "vonage_from": ("VONAGE_FROM", str),
+    "vonage_api_keys": (
+        "VONAGE_API_KEYS",
+        lambda v: tuple(k.strip() for k in v.split(",") if k.strip()),
+    ),
     "moengage_workspace_id": ("MOENGAGE_WORKSPACE_ID", str),
     "moengage_data_api_key": ("MOENGAGE_DATA_API_KEY", str),
     "moengage_api_url": ("MOENGAGE_API_URL", str),

@@ -26,6 +26,7 @@ def health():
         "database": describe(ctx.settings).split(":", 1)[0],
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
+        "api_keys_limited": bool(ctx.settings.vonage_api_keys),
     }
     body["warnings"] = doctor.for_health(ctx, problems)
     pool_use = getattr(ctx.store, "pool_use", None)

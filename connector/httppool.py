@@ -1,12 +1,197 @@
-"""The pooled `requests.Session` each outside client uses, one per worker process."""
+"""The pooled `requests.Session` each outside client uses, one per worker process, and the
+deadline that bounds a whole call through it.
 
+requests' read timeout bounds each socket read, not the answer: a server sending one byte every
+0.3 s holds a call for as long as it likes. `Deadline` closes the call's socket when its time is
+up, whatever phase it is in (TLS handshake, status line, headers, body), so the blocked read
+ends at once; a watchdog thread per process does the closing.
+"""
+
+import heapq
+import itertools
 import os
+import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies, select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+WAKE_GRANULARITY = 0.01  # seconds a deadline may be enforced late
+_current = threading.local()  # .call: the Deadline this thread runs under, if any
+
+
+class Deadline:
+    """A point in time every call made under `with deadline.watch() as call:` must end by: the
+    connections it uses are shut down then. `call.expired` says a failure (or a cut answer) was
+    the deadline's doing; `call.sent` whether the request had begun to go out before it."""
+
+    def __init__(self, seconds):
+        self.at = time.monotonic() + seconds
+
+    def remaining(self):
+        return self.at - time.monotonic()
+
+    def watch(self):
+        return _Call(self.at)
+
+
+class _Call:
+    def __init__(self, at):
+        self.at = at
+        self.expired = False
+        self.sent = False
+        self.done = False
+        self._sockets = []  # (connection, socket, owned): an owned socket is a dup to close
+
+    def __enter__(self):
+        _current.call = self
+        _WATCHDOG.watch(self)
+        return self
+
+    def __exit__(self, *exc):
+        _current.call = None
+        with _WATCHDOG.lock:
+            self.done = True
+            sockets, self._sockets = self._sockets, []
+        for _, sock, owned in sockets:
+            if owned:
+                sock.close()
+        return False
+
+    def _track(self, conn, sock, owned):
+        """Called with the watchdog's lock held."""
+        conn.deadline_owner = self
+        self._sockets.append((conn, sock, owned))
+        if self.expired:
+            _shutdown(sock)
+
+    def _expire(self):
+        """Called with the watchdog's lock held."""
+        if self.done:
+            return
+        self.expired = True
+        for conn, sock, _ in self._sockets:
+            # A connection this call gave back to the pool may serve another call by now.
+            if getattr(conn, "deadline_owner", None) is self:
+                _shutdown(sock)
+
+
+def _shutdown(sock):
+    # socket.socket.shutdown on purpose: SSLSocket.shutdown would drop its SSL state under a
+    # thread still reading; the plain shutdown just ends the TCP stream, and the read with it.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _track(conn, sock, owned=False):
+    call = getattr(_current, "call", None)
+    if call is not None and sock is not None:
+        with _WATCHDOG.lock:
+            call._track(conn, sock, owned)
+
+
+class _Watchdog:
+    """One thread per process that expires deadlines in order; started on first use."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._wake = threading.Condition(self.lock)
+        self._heap = []
+        self._seq = itertools.count()
+        self._thread = None
+
+    def watch(self, call):
+        with self.lock:
+            heapq.heappush(self._heap, (call.at, next(self._seq), call))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadline", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is call:
+                self._wake.notify()
+
+    def _run(self):
+        with self.lock:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    # At most one wake-up per 10 ms however many calls end (most end early).
+                    self._wake.wait(max(delay, WAKE_GRANULARITY))
+                    continue
+                heapq.heappop(self._heap)[2]._expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _after_fork():
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()  # the parent's thread (and maybe its held lock) did not come along
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Tracked:
+    """Connection mixin: hand each socket to the thread's Deadline as soon as it exists."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        # A dup, because TLS wrapping detaches this socket object; the dup keeps the same
+        # connection reachable during the handshake, and its own descriptor cannot be reused.
+        _track(self, sock.dup(), owned=True)
+        return sock
+
+    def request(self, *args, **kwargs):
+        call = getattr(_current, "call", None)
+        if call is not None:
+            _track(self, self.sock)
+            call.sent = True
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnection(_Tracked, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Tracked, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools (direct and through an HTTP proxy) make tracked connections."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 def pooled_session(pool_size, *urls):
@@ -26,7 +211,7 @@ def pooled_session(pool_size, *urls):
     session.verify = (
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    adapter = _DeadlineAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

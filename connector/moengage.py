@@ -1,18 +1,20 @@
 """MoEngage clients: post an event to the delivery tracking URL, write a subscription change
-with the Data API's Track User. Each says only whether MoEngage accepted; knows no Flask."""
+with the Data API's Track User. Each says only whether MoEngage accepted; knows no Flask.
+Every call, its tries and MoEngage's whole answer included, ends within MOENGAGE_TIMEOUT."""
 
 import logging
 import time
 
 import requests
 
-from .httppool import ProcessSession
+from .httppool import Deadline, ProcessSession
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05
 # The Data API asks for retries on 5xx; a short inline pair, then the event waits in the store.
 DATA_API_RETRIES = 2
 RETRY_PAUSE = 1.0
+MIN_TRY = 0.5  # a retry is made only if this much time is left after its pause
 
 
 class NotAccepted(Exception):
@@ -26,28 +28,49 @@ class MoEngageClient:
         self.delivery_url = delivery_url
         self.track_user_url = f"{data_api_base}/v1/customer/{workspace_id}"
         self.data_api_auth = (workspace_id, data_api_key)
-        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.timeout = timeout
         self._http = ProcessSession(pool_size, delivery_url, self.track_user_url).get
 
     def _post(self, url, payload, auth=None, retries=0):
-        """POST; 2xx or NotAccepted. `retries` more tries after a 429, a 5xx or no answer."""
+        """POST; 2xx or NotAccepted. `retries` more tries after a 429, a 5xx or no answer, and
+        all of them, pauses and answers included, end within the timeout."""
+        deadline = Deadline(self.timeout)
         while True:
-            # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
-            try:
-                response = self._http().post(
-                    url, json=payload, auth=auth, timeout=self.timeout, allow_redirects=False
-                )
-                status = response.status_code
-            except requests.RequestException as exc:
-                status, reason = None, f"no answer from MoEngage ({type(exc).__name__})"
-            else:
-                if 200 <= status < 300:
-                    return status
-                reason = f"MoEngage answered {status}"
+            status, reason = self._try(url, payload, auth, deadline)
+            if status is not None and 200 <= status < 300:
+                return status
             if not retries or (status is not None and status < 500 and status != 429):
                 raise NotAccepted(reason)
+            if deadline.remaining() < RETRY_PAUSE + MIN_TRY:
+                raise NotAccepted(f"{reason}; no time left to try again")
             retries -= 1
             time.sleep(RETRY_PAUSE)
+
+    def _try(self, url, payload, auth, deadline):
+        """One POST under the deadline: (status or None, reason)."""
+        # Only the configured URL, never a redirect: a 3xx is a failure, not a new target.
+        response = None
+        remaining = max(deadline.remaining(), 0.001)
+        try:
+            with deadline.watch() as call:
+                response = self._http().post(
+                    url,
+                    json=payload,
+                    auth=auth,
+                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                    allow_redirects=False,
+                    stream=True,
+                )
+                response.content  # noqa: B018 - read (for the connection's reuse) in time
+        except requests.RequestException as exc:
+            if call.expired:
+                reason = f"no answer from MoEngage within {self.timeout:g} s"
+            else:
+                reason = f"no answer from MoEngage ({type(exc).__name__})"
+            if response is None:
+                return None, reason
+            response.close()  # the status came: MoEngage's verdict, whatever became of the rest
+        return response.status_code, f"MoEngage answered {response.status_code}"
 
     def post_event(self, payload):
         """POST one event to the delivery tracking URL, exactly as configured (query included)."""

@@ -11,7 +11,7 @@ import time
 from collections import namedtuple
 from dataclasses import dataclass
 
-from . import observe, phone
+from . import credentials, observe, phone
 from .errors import Failure
 from .vonage import build_message
 
@@ -92,21 +92,22 @@ def parse_send(body, default_sender):
     )
 
 
-def idempotency_key(api_key, req, dedupe_seconds):
-    """(key, window): a client_ref is a key for good; otherwise an identical send (API key,
-    sender, recipient, text, campaign) is one inside the dedupe window. Keys are hashed so
-    the store never holds the API key."""
+def idempotency_key(pair, req, dedupe_seconds):
+    """(key, window): a client_ref is a key for good; otherwise an identical send (sender,
+    recipient, text, campaign) is one inside the dedupe window. Both hold only for the same
+    API key and secret (`pair`, their keyed hash): a caller with the right key and a wrong
+    secret neither replays nor joins another's send. Hashed: the store holds neither."""
     if req.client_ref:
-        parts, window = ["ref", api_key, req.client_ref], None
+        parts, window = ["ref", pair, req.client_ref], None
     elif dedupe_seconds > 0:
         parts, window = (
-            ["dup", api_key, req.sender, req.to, req.text, req.campaign_id],
+            ["dup", pair, req.sender, req.to, req.text, req.campaign_id],
             dedupe_seconds,
         )
     else:
         return None, None
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-    return f"{parts[0]}:{digest}", window
+    return f"{parts[0]}2:{digest}", window  # "2": keyed by the pair (credentials.legacy_*)
 
 
 def success(message_uuid):
@@ -125,21 +126,24 @@ def send(services, req, api_key, api_secret):
         req.campaign_id,
         req.client_ref,
     )
-    key, window = idempotency_key(api_key, req, settings.send_dedupe_seconds)
+    credentials.check_allowed(settings, api_key)
+    pair = credentials.pair_hash(api_key, api_secret)
+    events = []
+    key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
+    if req.client_ref:  # remembered before keys included the secret
+        legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
+        if legacy:
+            return _answer(*legacy)
     if services.limiter.interval and not (key and store.send_outcome(key)):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
         try:
-            _check_opt_out(store, req)
             services.limiter.check(api_key, max_wait=_max_wait(settings, started))
         except Failure as failure:
             _log_failure(req, failure)
             observe.sent(services, req, failure.status, failure.answer(), started)
             return _answer(failure.status, failure.answer(), failure.retry_after)
-    events = []
-    if req.customer_id:
-        events = store.remember_contact(req.to, req.customer_id, now, settings.data_api_enabled)
     if key:
         claim = store.claim_send(
             key,
@@ -159,12 +163,15 @@ def send(services, req, api_key, api_secret):
             observe.sent(services, req, claim.status, claim.answer, started, replay=True)
             return _answer(claim.status, claim.answer, events=events)
         if claim.kind == "wait":
-            return _join(store, key, started + settings.vonage_timeout + 0.5, req, events)
+            return _join(store, key, started + settings.vonage_timeout + 0.25, req, events)
+    accepted = False  # did Vonage accept this caller's key and secret?
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, started)
+        message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
+        accepted = True
     except Failure as failure:
         message_uuid = None
+        accepted = isinstance(failure, OptedOut)  # told only once the pair was confirmed
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
         _log_failure(req, failure)
@@ -184,16 +191,26 @@ def send(services, req, api_key, api_secret):
     observe.sent(services, req, status, answer, started)
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
+    if accepted:
+        events = _accepted(services, req, pair)
     return _answer(status, answer, retry_after, events)
 
 
-def _check_opt_out(store, req):
-    if store.is_opted_out(req.to):
-        raise Failure(
-            422,
-            "the recipient opted out (replied STOP); not sent. A START reply "
-            "or `flask --app app optin` opts them back in",
-        )
+class OptedOut(Failure):
+    """The recipient opted out; told only to a key and secret Vonage accepted."""
+
+
+def _accepted(services, req, pair):
+    """Vonage accepted the caller's key and secret: remember the pair, and only now link the
+    number to the send's customer_id (queueing a STOP that waited for one), so a caller
+    without the secret cannot re-point a number to another MoEngage user."""
+    now = time.time()
+    services.accepted_pairs.accepted(pair, now)
+    if not req.customer_id:
+        return []
+    return services.store.remember_contact(
+        req.to, req.customer_id, now, services.settings.data_api_enabled
+    )
 
 
 def _max_wait(settings, started):
@@ -205,9 +222,16 @@ def _log_failure(req, failure):
     log.warning("send to=%s failed: %s %s", phone.mask(req.to), failure.status, failure.reason)
 
 
-def _send_once(services, req, api_key, api_secret, started):
+def _send_once(services, req, api_key, api_secret, pair, started):
     settings = services.settings
-    _check_opt_out(services.store, req)
+    if services.store.is_opted_out(req.to):
+        remaining = settings.vonage_timeout - (time.monotonic() - started)
+        credentials.confirm(services, api_key, api_secret, pair, time.time(), remaining)
+        raise OptedOut(
+            422,
+            "the recipient opted out (replied STOP); not sent. A START reply "
+            "or `flask --app app optin` opts them back in",
+        )
     services.limiter.acquire(api_key, max_wait=_max_wait(settings, started))
     message = build_message(
         req.to,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from flask import after_this_request, current_app
 
 from .config import Settings
+from .credentials import AcceptedPairs, LegacyRefs
 from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
@@ -22,6 +23,9 @@ class Services:
     sweeper: Sweeper
     # Functions given the store as it opens (observe.py makes its transactions carry the trail).
     store_hooks: list = field(default_factory=list, repr=False)
+    # Key and secret pairs Vonage accepted, remembered in front of the store.
+    accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
+    legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -53,7 +57,9 @@ def build_services(settings):
     pool = max(settings.threads, 10)
     ctx = Services(
         settings=settings,
-        vonage=VonageClient(settings.vonage_api_url, pool_size=pool),
+        vonage=VonageClient(
+            settings.vonage_api_url, pool_size=pool, account_url=settings.vonage_account_url
+        ),
         moengage=MoEngageClient(
             settings.moengage_delivery_url,
             settings.data_api_base,

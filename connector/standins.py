@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 E164 = re.compile(r"[1-9][0-9]{6,14}")
 
@@ -45,11 +45,31 @@ PROBLEMS = {
 
 
 class Answer:
-    """A scripted answer: status, JSON body, headers, a delay before it, or a hang/drop."""
+    """A scripted answer: status, JSON body (or `raw` bytes of `content_type`), headers, a delay
+    before it, or a hang/drop. `trickle` writes it one byte every that many seconds, from the
+    status line on, or from the body on with `trickle_body_only`."""
 
-    def __init__(self, status=200, body=None, headers=None, delay=0.0, drop=False):
+    def __init__(
+        self,
+        status=200,
+        body=None,
+        headers=None,
+        delay=0.0,
+        drop=False,
+        raw=None,
+        content_type=None,
+        trickle=0.0,
+        trickle_body_only=False,
+    ):
         self.status, self.body, self.headers = status, body, headers or {}
         self.delay, self.drop = delay, drop
+        self.raw, self.content_type = raw, content_type
+        self.trickle, self.trickle_body_only = trickle, trickle_body_only
+
+    def data(self):
+        if self.raw is not None:
+            return self.raw
+        return b"" if self.body is None else json.dumps(self.body).encode()
 
 
 class StandIn:
@@ -62,6 +82,9 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.do_POST()
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -83,15 +106,27 @@ class StandIn:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                data = b"" if answer.body is None else json.dumps(answer.body).encode()
+                data = answer.data()
                 self.send_response(answer.status)
                 ctype = "application/problem+json" if answer.status >= 400 else "application/json"
-                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Type", answer.content_type or ctype)
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                if not answer.trickle:
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self._headers_buffer.append(b"\r\n")
+                head = b"".join(self._headers_buffer)
+                self._headers_buffer = []
+                if answer.trickle_body_only:
+                    self.wfile.write(head)
+                    head = b""
+                for i in range(len(head + data)):
+                    self.wfile.write((head + data)[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(answer.trickle)
 
             def log_message(self, *args):
                 pass
@@ -133,8 +168,9 @@ class StandIn:
 
 
 class VonageStandIn(StandIn):
-    """POST /v1/messages as the Messages API v1 spec describes it, for the accounts given
-    (`{api_key: api_secret}`)."""
+    """POST /v1/messages as the Messages API v1 spec describes it, and the Account API's GET
+    /account/get-balance (basic auth or api_key/api_secret in the query), for the accounts
+    given (`{api_key: api_secret}`)."""
 
     def __init__(self, accounts):
         self.accounts = dict(accounts)
@@ -144,13 +180,20 @@ class VonageStandIn(StandIn):
         return {**PROBLEMS[name], "instance": str(uuid.uuid4())}
 
     def answer(self, record):
-        if urlsplit(record["path"]).path != "/v1/messages":
-            return Answer(404, self.problem("not_found"))
+        parts = urlsplit(record["path"])
         auth = record["headers"].get("Authorization", "")
         accepted = {
             "Basic " + base64.b64encode(f"{k}:{s}".encode()).decode()
             for k, s in self.accounts.items()
         }
+        if parts.path == "/account/get-balance":
+            query = dict(parse_qsl(parts.query))
+            secret = self.accounts.get(query.get("api_key"))
+            if auth not in accepted and (secret is None or secret != query.get("api_secret")):
+                return Answer(401, self.problem("unauthorized"))
+            return Answer(200, {"value": 10.28, "autoReload": False})
+        if parts.path != "/v1/messages":
+            return Answer(404, self.problem("not_found"))
         if auth not in accepted:
             return Answer(401, self.problem("unauthorized"))
         body = record["json"]
@@ -175,6 +218,13 @@ class VonageStandIn(StandIn):
     def sent(self):
         """The messages Vonage accepted (requests that got a 202)."""
         return [r["json"] for r in self.requests if r.get("status") == 202]
+
+    def sends(self):
+        """Every request made to POST /v1/messages, whatever it was answered."""
+        return [r for r in self.requests if urlsplit(r["path"]).path == "/v1/messages"]
+
+    def balance_checks(self):
+        return [r for r in self.requests if urlsplit(r["path"]).path == "/account/get-balance"]
 
 
 class MoEngageStandIn(StandIn):

@@ -1,11 +1,15 @@
 """Vonage Messages API client: build the SMS request, send it within a deadline, map errors.
 
 Knows nothing of Flask. Retries only what cannot send an SMS twice: a refused or timed-out
-connection (the request never reached Vonage), a 5xx (Vonage did not take it), and a 429.
+connection (the request never reached Vonage), a 5xx (Vonage did not take it), and a 429; at
+most MAX_TRIES requests per send, all within its deadline, the answer's body included.
 """
 
+import json
 import logging
+import math
 import time
+from collections import namedtuple
 from email.utils import parsedate_to_datetime
 
 import requests
@@ -13,11 +17,13 @@ from urllib3.exceptions import NewConnectionError
 
 from . import trail
 from .errors import Failure
-from .httppool import ProcessSession
+from .httppool import Deadline, ProcessSession
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmit window, as requests' docs advise
 SERVER_RETRY_PAUSE = 0.2
+MAX_TRIES = 3  # requests to Vonage per send, whatever it answers
+MIN_RETRY_PAUSE = 0.5  # the least pause after a 429, whatever its Retry-After says
 
 
 class VonageError(Failure):
@@ -50,47 +56,99 @@ def build_message(
     return message
 
 
-def _problem(response):
+class Answer(namedtuple("Answer", "status headers body reason")):
+    """Vonage's answer; `body` is None when it was cut off before its end."""
+
+    def json(self):
+        """The body as JSON, or None when it is not JSON (or was cut off)."""
+        try:
+            return json.loads(self.body)
+        except (TypeError, ValueError):
+            return None
+
+
+def _problem(answer):
     """'<title>: <detail>' from Vonage's RFC 7807 body, or the HTTP reason."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+    body = answer.json()
     if not isinstance(body, dict):
         body = {}
     parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
-    return ": ".join(parts) or response.reason or "no detail"
+    if answer.body is None:
+        parts.append("its answer was cut off")
+    return ": ".join(parts) or answer.reason or "no detail"
 
 
 def _retry_after(response, default=1):
+    """Seconds Vonage asks to wait: Retry-After as seconds or an HTTP date; never below
+    MIN_RETRY_PAUSE, so `0` or a date in the past cannot turn retries into a flood."""
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return int(value)
     try:
-        return max(0, int(parsedate_to_datetime(value).timestamp() - time.time() + 0.999))
-    except (TypeError, ValueError):
-        return default
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            seconds = default
+    if math.isnan(seconds):
+        seconds = default
+    return min(max(MIN_RETRY_PAUSE, seconds), 86400)
 
 
 class VonageClient:
     """One pooled `requests.Session` per process, shared by the worker's threads."""
 
-    def __init__(self, base_url, pool_size=10):
+    def __init__(self, base_url, pool_size=10, account_url=None):
         self.url = f"{base_url.rstrip('/')}/v1/messages"
-        self._http = ProcessSession(pool_size, self.url).get
+        self.balance_url = f"{(account_url or base_url).rstrip('/')}/account/get-balance"
+        self._http = ProcessSession(pool_size, self.url, self.balance_url).get
 
     def send(self, api_key, api_secret, message, timeout):
         """POST the message; return Vonage's message_uuid or raise VonageError.
 
-        Every try, pause and honoured Retry-After fits in `timeout` seconds from now.
+        At most MAX_TRIES requests; every try, pause and honoured Retry-After, and the whole of
+        each answer, fit in `timeout` seconds from now.
         """
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         server_retries = 1
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
+        for tries_left in range(MAX_TRIES - 1, -1, -1):
+            if deadline.remaining() <= 0.05:
                 raise VonageError(502, f"Vonage could not be reached within {timeout:g} s")
             try:
+                response = self._post(api_key, api_secret, message, deadline, timeout)
+            except _NeverSent:
+                if tries_left and server_retries and self._pause(deadline, SERVER_RETRY_PAUSE):
+                    server_retries -= 1
+                    continue
+                raise VonageError(502, "could not connect to Vonage") from None
+            status = response.status
+            trail.vonage_answered(status)
+            if 200 <= status < 300:
+                return _message_uuid(response)
+            if status == 429:
+                wait = _retry_after(response)
+                # Retry only if the wait and one more try still fit before MoEngage gives up.
+                if tries_left and self._pause(deadline, wait, reserve=0.5):
+                    continue
+                raise VonageError(
+                    429, f"Vonage 429: {_problem(response)}", retry_after=max(round(wait), 1)
+                )
+            retry = status >= 500 and tries_left and server_retries
+            if retry and self._pause(deadline, SERVER_RETRY_PAUSE):
+                server_retries -= 1
+                continue
+            answer = 502 if status >= 500 else ANSWER_FOR.get(status, 502)
+            raise VonageError(answer, f"Vonage {status}: {_problem(response)}")
+        raise AssertionError("unreachable: the last try always returns or raises")
+
+    def _post(self, api_key, api_secret, message, deadline, timeout):
+        """One request, its Answer read in full before the deadline (or marked cut off).
+
+        Raises _NeverSent when no byte of the request left, VonageError 504 when it may have
+        reached Vonage but no status came back.
+        """
+        response, remaining = None, max(deadline.remaining(), 0.01)
+        try:
+            with deadline.watch() as call:
                 response = self._http().post(
                     self.url,
                     json=message,
@@ -98,52 +156,83 @@ class VonageClient:
                     headers={"Accept": "application/json"},
                     timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
                     allow_redirects=False,
+                    stream=True,
                 )
-            except requests.ConnectionError as exc:
-                if not _never_sent(exc):
-                    # The request may have reached Vonage: a retry could send the SMS twice.
+                body = response.content
+            if call.expired:  # http.client takes a stream cut inside the headers for their end
+                raise _Cut()
+        except (requests.RequestException, _Cut) as exc:
+            if response is not None:  # the status came, the whole answer did not
+                response.close()
+                if call.expired and 200 <= response.status_code < 300:
                     raise VonageError(
                         504,
-                        "the connection to Vonage broke before it answered; "
-                        "the SMS may have been sent",
+                        f"Vonage took the message but did not finish its answer within "
+                        f"{timeout:g} s; the SMS may have been sent",
                         remember=True,
                     ) from None
-                if server_retries and self._pause(deadline, SERVER_RETRY_PAUSE):
-                    server_retries -= 1
-                    continue
-                raise VonageError(502, "could not connect to Vonage") from None
-            except requests.Timeout:
-                # Read timeout: Vonage has the request and may have sent it. Never retried.
+                return Answer(response.status_code, response.headers, None, response.reason)
+            if _never_sent(exc) or (call.expired and not call.sent):
+                raise _NeverSent() from None
+            if call.expired or isinstance(exc, requests.Timeout):
+                # Vonage has the request and may have sent it. Never retried.
                 raise VonageError(
                     504,
                     f"Vonage did not answer within {timeout:g} s; the SMS may have been sent",
                     remember=True,
                 ) from None
-            status = response.status_code
-            trail.vonage_answered(status)
-            if 200 <= status < 300:
-                return _message_uuid(response)
-            if status == 429:
-                wait = _retry_after(response)
-                # Retry only if the wait and one more try still fit before MoEngage gives up.
-                if self._pause(deadline, wait, reserve=0.5):
-                    continue
-                raise VonageError(
-                    429, f"Vonage 429: {_problem(response)}", retry_after=max(wait, 1)
+            # The connection broke after the request went out: a retry could send it twice.
+            raise VonageError(
+                504,
+                "the connection to Vonage broke before it answered; the SMS may have been sent",
+                remember=True,
+            ) from None
+        return Answer(response.status_code, response.headers, body, response.reason)
+
+    def check_credentials(self, api_key, api_secret, timeout):
+        """Return if Vonage's Account API accepts the key and secret (GET
+        /account/get-balance); raise VonageError 401 (as a send would) if it refuses them,
+        another VonageError if it cannot tell within `timeout`."""
+        deadline = Deadline(timeout)
+        response = None
+        try:
+            with deadline.watch() as call:
+                response = self._http().get(
+                    self.balance_url,
+                    auth=(api_key, api_secret),
+                    headers={"Accept": "application/json"},
+                    timeout=(min(CONNECT_TIMEOUT, max(timeout, 0.01)), max(timeout, 0.01)),
+                    allow_redirects=False,
+                    stream=True,
                 )
-            if status >= 500 and server_retries and self._pause(deadline, SERVER_RETRY_PAUSE):
-                server_retries -= 1
-                continue
-            answer = 502 if status >= 500 else ANSWER_FOR.get(status, 502)
-            raise VonageError(answer, f"Vonage {status}: {_problem(response)}")
+                body = response.content
+                if call.expired:
+                    raise _Cut()
+        except (requests.RequestException, _Cut):
+            if response is not None:
+                response.close()
+            raise VonageError(502, "Vonage's Account API did not answer in time") from None
+        answer = Answer(response.status_code, response.headers, body, response.reason)
+        if answer.status == 200:
+            return
+        status = ANSWER_FOR.get(answer.status) if answer.status in (401, 403) else 502
+        raise VonageError(status, f"Vonage {answer.status}: {_problem(answer)}")
 
     @staticmethod
     def _pause(deadline, seconds, reserve=0.1):
         """Sleep `seconds` if that leaves `reserve` before the deadline; say whether it did."""
-        if time.monotonic() + seconds + reserve >= deadline:
+        if deadline.remaining() < seconds + reserve:
             return False
         time.sleep(seconds)
         return True
+
+
+class _Cut(Exception):
+    """The deadline cut the answer: what was read of it may be incomplete."""
+
+
+class _NeverSent(Exception):
+    """No byte of the request reached Vonage: trying again cannot send the SMS twice."""
 
 
 def _never_sent(exc):
@@ -155,11 +244,17 @@ def _never_sent(exc):
     return isinstance(reason, NewConnectionError)
 
 
-def _message_uuid(response):
-    try:
-        uuid = response.json().get("message_uuid")
-    except (ValueError, AttributeError):
-        uuid = None
+def _message_uuid(answer):
+    """The message_uuid of a 2xx. A 2xx means Vonage took the message, so one without a
+    readable message_uuid (HTML, empty, cut short, other JSON) is remembered like a 504: the
+    SMS may go out, and no retry may send it again."""
+    body = answer.json()
+    uuid = body.get("message_uuid") if isinstance(body, dict) else None
     if not uuid or not isinstance(uuid, str):
-        raise VonageError(502, f"Vonage answered {response.status_code} without a message_uuid")
+        raise VonageError(
+            502,
+            f"Vonage answered {answer.status} but no message_uuid could be read from its answer; "
+            "it took the message, which may have been sent, so it is not sent again",
+            remember=True,
+        )
     return uuid

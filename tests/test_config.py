@@ -44,3 +44,15 @@ def test_problems_name_the_fix():
     problems = load_settings(environ={}).problems()
     assert any("MOENGAGE_DELIVERY_URL" in p and "MoEngage" in p for p in problems)
     assert any("VONAGE_SIGNATURE_SECRET" in p and "Dashboard" in p for p in problems)
+
+
+def test_api_keys_limit_and_account_api_host():
+    assert load_settings(environ={}).vonage_api_keys == ()
+    assert load_settings(environ={}).vonage_account_url == "https://rest.nexmo.com"
+    s = load_settings(
+        environ={"VONAGE_API_KEYS": " abcd1234, efgh5678 ,", "VONAGE_API_URL": "http://127.0.0.1:9"}
+    )
+    assert s.vonage_api_keys == ("abcd1234", "efgh5678")
+    assert s.vonage_account_url == "http://127.0.0.1:9"  # a stand-in or proxy serves both
+    eu = load_settings(environ={"VONAGE_API_URL": "https://api-eu.vonage.com"})
+    assert eu.vonage_account_url == "https://rest.nexmo.com"

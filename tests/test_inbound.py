@@ -40,7 +40,7 @@ def test_stop_opts_out_and_is_forwarded(app, client, moengage, vonage):
     ]
     response = send(client, {"to": "+44 7700 900000", "text": "hi"})
     assert response.status_code == 422
-    assert vonage.requests == []
+    assert vonage.sends() == []
 
 
 @pytest.mark.parametrize("text", ["stop", " Stop. ", "STOP!", "unsubscribe", "Quit", "end"])

@@ -123,6 +123,12 @@ class Store:
         token, state, status, answer = rows[0]
         return token, state, status, json.loads(answer) if answer else None
 
+    def has_legacy_refs(self):
+        """Any `client_ref` key of the form used before keys included the secret (`ref:`)?"""
+        return bool(
+            self.query("SELECT 1 FROM sends WHERE idem_key >= 'ref:' AND idem_key < 'ref;' LIMIT 1")
+        )
+
     def find_send(self, message_uuid):
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
         rows = self.query(
@@ -135,6 +141,24 @@ class Store:
         return dict(
             zip(("recipient", "campaign_id", "customer_id", "started_at", "http_status"), rows[0])
         )
+
+    # -- credentials ---------------------------------------------------------------------------
+    def credentials_accepted(self, pair_hash, now):
+        """Vonage accepted this key and secret (by their keyed hash) at `now`."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO accepted_credentials (pair_hash, accepted_at) VALUES (?, ?)"
+                " ON CONFLICT (pair_hash) DO UPDATE SET accepted_at = excluded.accepted_at"
+                " WHERE excluded.accepted_at > accepted_credentials.accepted_at",
+                (pair_hash, now),
+            )
+
+    def credentials_accepted_at(self, pair_hash):
+        """When Vonage last accepted this key and secret, or None."""
+        rows = self.query(
+            "SELECT accepted_at FROM accepted_credentials WHERE pair_hash = ?", (pair_hash,)
+        )
+        return rows[0][0] if rows else None
 
     # -- contacts and subscriptions ------------------------------------------------------------
     def remember_contact(self, number, customer_id, now, sync):

@@ -108,12 +108,24 @@ SCHEDULE = [
     )""",
 ]
 
+# Keyed hashes (HMAC-SHA256 keyed with the secret, never the secret itself) of the Vonage API
+# key and secret pairs Vonage's Account API confirmed, and when: a caller is told a recipient
+# opted out only with a pair Vonage accepted (found here, or seen take a send in this process).
+ACCEPTED_CREDENTIALS = [
+    """CREATE TABLE IF NOT EXISTS accepted_credentials (
+        pair_hash TEXT PRIMARY KEY,
+        accepted_at {real} NOT NULL
+    )""",
+]
+
+
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
     ("trail and evidence, for trace, doctor and report", OBSERVE),
     ("send_schedule: VONAGE_MAX_RPS shared by every instance on PostgreSQL", SEND_SCHEDULE),
     ("schedule of the tasks workers share", SCHEDULE),
+    ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
 ]
 LATEST = len(STEPS)
 
