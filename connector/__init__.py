@@ -21,12 +21,13 @@ def create_app(config=None):
     app.json.sort_keys = False
     app.extensions["connector"] = build_services(settings)
 
-    from . import cli, dispatch, health, webhooks
+    from . import cli, dispatch, health, retention, webhooks
 
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
+    retention.init_app(app)
     register_error_handlers(app)
 
     log = logging.getLogger("connector")

@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from . import outbox, phone
+from .retention import prune_command
 from .services import services
 from .store import OPTIN
 from .store.transfer import NotAConnectorDatabase
@@ -137,6 +138,7 @@ COMMANDS = [
     optouts_command,
     optin_command,
     copy_sqlite,
+    prune_command,
 ]
 
 

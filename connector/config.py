@@ -10,6 +10,13 @@ DEFAULT_OPT_OUT = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT"
 DEFAULT_OPT_IN = "START,YES,UNSTOP"
 
 
+def _positive(value):
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
 def _words(value):
     return tuple(w.strip().upper() for w in value.split(",") if w.strip())
 
@@ -30,6 +37,8 @@ class Settings:
     public_url: str = ""
     database_path: str = "connector.db"
     database_url: str = ""
+    # Sizing (README): 50,000 sends a day with their status events stay well under 1 GB.
+    retention_days: float = 7.0
     opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
     log_level: str = "INFO"
@@ -87,6 +96,7 @@ _ENV = {
     "public_url": ("PUBLIC_URL", str),
     "database_path": ("DATABASE_PATH", str),
     "database_url": ("DATABASE_URL", str),
+    "retention_days": ("RETENTION_DAYS", _positive),
     "opt_out_keywords": ("OPT_OUT_KEYWORDS", _words),
     "opt_in_keywords": ("OPT_IN_KEYWORDS", _words),
     "log_level": ("LOG_LEVEL", lambda v: v.upper()),

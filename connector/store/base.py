@@ -9,6 +9,8 @@ import json
 import uuid
 from collections import namedtuple
 
+from .retention import Retention
+
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
 
@@ -21,7 +23,7 @@ def _event(row):
     return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6])
 
 
-class Store:
+class Store(Retention):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
@@ -53,11 +55,16 @@ class Store:
             ).rowcount
             if inserted:
                 return Claim("new", token, None, None)
-            old_token, state, status, answer, started, finished = tx.execute(
+            row = tx.execute(
                 "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
                 " WHERE idem_key = ?" + self.lock,
                 (key,),
             ).fetchone()
+            if row is None:  # PostgreSQL: pruned (older than the retention) since our INSERT
+                return self.claim_send(
+                    key, now, window, stale_after, recipient, campaign_id, customer_id
+                )
+            old_token, state, status, answer, started, finished = row
             if state == "pending" and now - started < stale_after:
                 return Claim("wait", old_token, None, None)
             if state == "pending":
@@ -237,6 +244,8 @@ class Store:
             # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
             # exist could not be locked); our INSERT waited for its commit, so it is visible now.
             row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
+            if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
+                return "duplicate", None
             return ("pending" if row[1] == "pending" else "duplicate"), row[0]
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):

@@ -59,9 +59,23 @@ FIRST_RELEASE = [
 ]
 
 
+# Retention (store/retention.py): pruning finds old rows by these indexes instead of scanning
+# whole tables under the write lock, and `housekeeping` holds when the next prune is due, shared
+# by every worker and instance so one prunes at a time.
+RETENTION = [
+    "CREATE INDEX IF NOT EXISTS sends_by_age ON sends (started_at)",
+    "CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at)",
+    """CREATE TABLE IF NOT EXISTS housekeeping (
+        task TEXT PRIMARY KEY,
+        next_at {real} NOT NULL
+    )""",
+]
+
+
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
+    ("indexes by age and the housekeeping table, for retention", RETENTION),
 ]
 LATEST = len(STEPS)
 

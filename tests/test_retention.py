@@ -1,0 +1,156 @@
+"""Retention: sends and forwarded events older than RETENTION_DAYS go, by themselves and with
+`flask prune`; pending events, opt-outs and contacts never do, and prunes never clash."""
+
+import time
+import uuid
+
+from conftest import AUTH, send, status_body, webhook
+from test_store import all_at_once
+
+from connector import retention
+from connector.store import OPTOUT
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+OLD = NOW - 10 * DAY  # older than the 7-day default
+NUMBER = "447700900000"
+
+
+def sent(store, now, n=0):
+    """One send as the connector makes it, with its two status events forwarded."""
+    message = str(uuid.UUID(int=n + 1))
+    key = f"ref:{n:064x}"
+    claim = store.claim_send(key, now, None, 9.0, NUMBER, "campaign-1", "user-1")
+    answer = {"trackingId": message, "status": "sent"}
+    store.finish_send(key, claim.token, 200, answer, now + 0.2, True, message)
+    for status, final in (("sent", False), ("delivered", True)):
+        _, event_id = store.record_status(message, status, final, {"status": status}, now + 1)
+        store.lease_event(event_id, now + 1, 30.0)
+        store.event_sent(event_id, now + 1.1)
+    return key, message
+
+
+def count(store, table, where="1 = 1"):
+    return store.query(f"SELECT COUNT(*) FROM {table} WHERE {where}")[0][0]
+
+
+def prune(store, days=7.0, now=NOW, **kw):
+    settings = type("S", (), {"retention_days": days})
+    return retention.prune(store, settings, now, **kw)
+
+
+def test_old_sends_and_forwarded_events_go_and_the_rest_stays(store):
+    for n in range(3):
+        sent(store, OLD, n)
+    recent = sent(store, NOW - DAY, 10)
+    # An old event MoEngage never accepted, an opt-out and a contact, all from long ago.
+    store.record_status("old-pending", "failed", True, {"status": "failed"}, OLD - 100 * DAY)
+    store.record_inbound("in-1", NUMBER, OPTOUT, OLD - 100 * DAY, {}, OLD - 100 * DAY, False)
+    store.remember_contact(NUMBER, "user-1", OLD - 100 * DAY, False)
+    pending_inbound = count(store, "events", "state = 'pending'")
+
+    assert prune(store, batch=2) == (3, 6)  # batches smaller than the work: all still go
+
+    assert count(store, "sends") == 1 and store.send_outcome(recent[0])[1] == "done"
+    assert count(store, "events", "state = 'sent'") == 2
+    assert count(store, "events", "state = 'pending'") == pending_inbound == 2
+    assert store.is_opted_out(NUMBER) and store.customer_for(NUMBER) == "user-1"
+    assert prune(store) == (0, 0)
+
+
+def test_a_client_ref_is_remembered_for_the_retention_then_forgotten(store):
+    key, _ = sent(store, NOW - 6 * DAY)
+    assert store.claim_send(key, NOW, None, 9.0, NUMBER).kind == "replay"
+    prune(store, now=NOW + 2 * DAY)
+    assert store.claim_send(key, NOW + 2 * DAY, None, 9.0, NUMBER).kind == "new"
+
+
+def test_superseded_events_go_too_but_an_event_sent_recently_stays(store):
+    message = "m-1"
+    store.record_status(message, "sent", False, {}, OLD)  # left pending ...
+    _, final = store.record_status(message, "delivered", True, {}, OLD)
+    store.lease_event(final, OLD, 30.0)
+    store.event_sent(final, OLD)  # ... then a final one was forwarded: superseded
+    assert store.lease_event(final - 1, OLD, 30.0) is None
+    _, late = store.record_status("m-2", "delivered", True, {}, OLD)
+    store.lease_event(late, NOW, 30.0)
+    store.event_sent(late, NOW - 60)  # pending for ten days, accepted a minute ago
+    assert prune(store) == (0, 2)
+    assert [r[0] for r in store.query("SELECT id FROM events")] == [late]
+
+
+def test_a_send_still_pending_goes_only_once_it_is_surely_dead(store):
+    store.claim_send("dup:a", NOW - 1000, 60.0, 9.0, NUMBER)
+    store.claim_send("dup:b", NOW - 7200, 60.0, 9.0, NUMBER)
+    assert prune(store, days=0.001) == (1, 0)
+    assert store.send_outcome("dup:a") is not None
+
+
+def test_dry_run_counts_what_a_prune_removes(store):
+    sent(store, OLD)
+    sent(store, NOW, 1)
+    edge = NOW - 7 * DAY
+    assert store.prunable(edge, NOW) == (1, 2)
+    assert count(store, "sends") == 2
+    assert prune(store) == (1, 2)
+    assert store.prunable(edge, NOW) == (0, 0)
+
+
+def test_concurrent_prunes_delete_each_row_once_and_only_one_takes_the_turn(store):
+    for n in range(40):
+        sent(store, OLD, n)
+    store.record_status("keep", "failed", True, {}, OLD)
+    done = all_at_once(4, lambda i: prune(store, batch=7))
+    assert sum(d.sends for d in done) == 40 and sum(d.events for d in done) == 80
+    assert count(store, "sends") == 0 and count(store, "events") == 1
+    turns = all_at_once(8, lambda i: store.claim_prune(NOW, 60.0))
+    assert turns.count(True) == 1
+    assert not store.claim_prune(NOW + 59, 60.0) and store.claim_prune(NOW + 60, 60.0)
+
+
+def test_a_request_prunes_after_its_answer_once_per_turn(make_app, store, moengage):
+    app = make_app(retention_days=1.0)
+    client = app.test_client()
+    now = time.time()
+    sent(store, now - 2 * DAY, 1)
+    response = client.get("/health")
+    assert count(store, "sends") == 1  # not while the request is being answered
+    response.close()  # the answer has gone
+    assert count(store, "sends") == 0 and count(store, "events") == 0
+
+    sent(store, now - 2 * DAY, 2)  # the turn was taken: not before the interval is over
+    client.get("/health").close()
+    other = make_app(retention_days=1.0).test_client()  # another worker or instance
+    other.get("/health").close()
+    assert count(store, "sends") == 1
+
+
+def test_a_failing_prune_never_fails_the_request(make_app, store, moengage, caplog):
+    app = make_app(retention_days=1.0)
+    ctx = app.extensions["connector"]
+
+    def broken(*args):
+        raise RuntimeError("disk on fire")
+
+    ctx.store.prune_batch = broken
+    response = send(app.test_client(), {"to": NUMBER, "text": "hi"}, AUTH)
+    assert response.status_code == 200
+    response.close()
+    assert "prune failed" in caplog.text
+
+
+def test_prune_command_reports_and_dry_run_removes_nothing(make_app, store, moengage):
+    app = make_app(retention_days=1.0)
+    runner = app.test_cli_runner()
+    webhook(app.test_client(), "/webhooks/status", status_body())  # recent: kept
+    sent(store, time.time() - 2 * DAY, 7)
+    store.record_inbound("in-1", NUMBER, OPTOUT, 1.0, {}, 1.0, False)
+    output = runner.invoke(args=["prune", "--dry-run"]).output
+    assert "RETENTION_DAYS=1" in output
+    assert "would remove 1 sends and 2 forwarded events" in output
+    assert count(store, "sends") == 1
+    result = runner.invoke(args=["prune"])
+    assert result.exit_code == 0
+    assert "removed 1 sends and 2 forwarded events" in result.output
+    assert "kept: 1 pending events, 1 opt-out/opt-in states, 0 contacts" in result.output
+    assert count(store, "sends") == 0 and count(store, "events") == 2
