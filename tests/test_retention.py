@@ -154,3 +154,15 @@ def test_prune_command_reports_and_dry_run_removes_nothing(make_app, store, moen
     assert "removed 1 sends and 2 forwarded events" in result.output
     assert "kept: 1 pending events, 1 opt-out/opt-in states, 0 contacts" in result.output
     assert count(store, "sends") == 0 and count(store, "events") == 2
+
+
+def test_a_status_is_kept_compact_and_forwarded_whole_again(make_app, store, moengage):
+    app = make_app()
+    webhook(app.test_client(), "/webhooks/status", status_body())
+    (stored,) = store.query("SELECT payload FROM events")[0]
+    assert stored == '{"status":"delivered","timestamp":"2025-02-03T12:14:25Z"}'
+    runner = app.test_cli_runner()
+    runner.invoke(args=["requeue", "--since", "2000-01-01T00:00:00Z"])
+    runner.invoke(args=["push"])
+    first, again = (r["json"] for r in moengage.requests)
+    assert first == again and first["trackingId"] == status_body()["message_uuid"]

@@ -19,8 +19,16 @@ OPTIN = "OPTIN"
 _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
 
 
+def _dumps(value):
+    """Stored JSON without the spaces json.dumps adds by default: bytes kept per send."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _event(row):
-    return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6])
+    payload = json.loads(row[4])
+    if row[1].startswith("status:") and "trackingId" not in payload:
+        payload = {"trackingId": row[2], **payload}  # stored without it: it is message_uuid
+    return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
 class Store(Retention):
@@ -69,7 +77,7 @@ class Store(Retention):
                 return Claim("wait", old_token, None, None)
             if state == "pending":
                 state, status, finished = "done", 504, started + stale_after
-                answer = json.dumps(
+                answer = _dumps(
                     {
                         "status": "failed",
                         "error": "an identical earlier send "
@@ -101,7 +109,7 @@ class Store(Retention):
                 (
                     "done" if remember else "failed",
                     status,
-                    json.dumps(answer),
+                    _dumps(answer),
                     message_uuid,
                     now,
                     key,
@@ -217,7 +225,7 @@ class Store(Retention):
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
             " created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            (key, message_uuid, target, json.dumps(payload), int(is_final), now),
+            (key, message_uuid, target, _dumps(payload), int(is_final), now),
         )
         if not cur.rowcount:
             return []
@@ -238,6 +246,8 @@ class Store(Retention):
                 return ("pending" if row[1] == "pending" else "duplicate"), row[0]
             if self._final_sent(tx, message_uuid):
                 return "superseded", None
+            if payload.get("trackingId") == message_uuid:  # _event() puts it back
+                payload = {k: v for k, v in payload.items() if k != "trackingId"}
             added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now)
             if added:
                 return "new", added[0]
