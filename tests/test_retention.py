@@ -5,6 +5,7 @@ import time
 import uuid
 
 import psycopg
+import pytest
 from conftest import AUTH, send, status_body, webhook
 from test_store import all_at_once
 
@@ -210,3 +211,13 @@ def test_the_database_stops_growing_once_traffic_and_retention_are_steady(store,
     # settle (after ~2 weeks here) below twice what the first day's rows took.
     bound = 1.1 if backend == "sqlite" else 2.0
     assert max(sizes[1:]) <= sizes[1] * bound, sizes
+
+
+def test_retention_days_takes_fractions_and_refuses_zero_or_less():
+    from connector.config import load_settings
+
+    assert load_settings(environ={}).retention_days == 7.0
+    assert load_settings(environ={"RETENTION_DAYS": "0.001"}).retention_days == 0.001
+    for bad in ("0", "-1", "week", "nan"):
+        with pytest.raises(ValueError, match="RETENTION_DAYS"):
+            load_settings(environ={"RETENTION_DAYS": bad})
