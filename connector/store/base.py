@@ -56,22 +56,21 @@ class Store(Retention):
         """
         token = uuid.uuid4().hex
         with self.transaction() as tx:
-            inserted = tx.execute(
-                "INSERT INTO sends (idem_key, token, state, recipient, campaign_id, customer_id,"
-                " started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
-                (key, token, recipient, campaign_id, customer_id, now),
-            ).rowcount
-            if inserted:
-                return Claim("new", token, None, None)
-            row = tx.execute(
-                "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
-                " WHERE idem_key = ?" + self.lock,
-                (key,),
-            ).fetchone()
-            if row is None:  # PostgreSQL: pruned (older than the retention) since our INSERT
-                return self.claim_send(
-                    key, now, window, stale_after, recipient, campaign_id, customer_id
-                )
+            row = None
+            while row is None:  # PostgreSQL: None when pruned since our INSERT; insert again
+                inserted = tx.execute(
+                    "INSERT INTO sends (idem_key, token, state, recipient, campaign_id,"
+                    " customer_id, started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)"
+                    " ON CONFLICT (idem_key) DO NOTHING",
+                    (key, token, recipient, campaign_id, customer_id, now),
+                ).rowcount
+                if inserted:
+                    return Claim("new", token, None, None)
+                row = tx.execute(
+                    "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
+                    " WHERE idem_key = ?" + self.lock,
+                    (key,),
+                ).fetchone()
             old_token, state, status, answer, started, finished = row
             if state == "pending" and now - started < stale_after:
                 return Claim("wait", old_token, None, None)
