@@ -6,6 +6,7 @@ the tables and their indexes grew by: the SQLite file (after a checkpoint), or P
 pg_total_relation_size of sends and events, both right after the writes (dead row versions
 included: each send is updated once, each event twice) and after a VACUUM (what autovacuum
 leaves for reuse). The README's sizing table is `sends/day x RETENTION_DAYS x bytes`.
+`--steady TICKS` measures the size once traffic and pruning are steady instead.
 """
 
 import argparse
@@ -72,6 +73,47 @@ def measure(store, size, n, vacuum=None):
     return result
 
 
+def steady(store, size, after_prune, ticks, per_tick=100, live_ticks=20):
+    """Steady traffic and retention: each tick makes `per_tick` sends, then prunes those older
+    than `live_ticks` ticks, then `after_prune()` (PostgreSQL: VACUUM as autovacuum would).
+    Returns [(tick, live sends, bytes, bytes per live send)] every 10 ticks."""
+    samples = []
+    for tick in range(ticks):
+        make_sends(store, per_tick, 1e9 + tick)
+        while max(store.prune_batch(1e9 + tick - live_ticks + 0.5, 1e9 + tick, 200)) == 200:
+            pass
+        after_prune()
+        if tick % 10 == 9:
+            live = store.query("SELECT COUNT(*) FROM sends")[0][0]
+            samples.append((tick + 1, live, size(store), round(size(store) / live)))
+    return samples
+
+
+def autovacuum(url, schema):
+    """VACUUM each table autovacuum's default rule would: dead rows > 50 + 20 % of live."""
+
+    def check():
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in TABLES:
+                live, dead = conn.execute(
+                    "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables"
+                    " WHERE schemaname = %s AND relname = %s",
+                    (schema, table),
+                ).fetchone()
+                if dead > 50 + 0.2 * live:
+                    conn.execute(f"VACUUM {table}")
+
+    return check
+
+
+def file_size(path):
+    def size(store):
+        store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        return os.path.getsize(path)
+
+    return size
+
+
 @contextmanager
 def fresh_schema(url):
     name = f"sizing_{uuid.uuid4().hex[:12]}"
@@ -89,20 +131,30 @@ def vacuum(url, tables):
         conn.execute(f"VACUUM {tables}")
 
 
-def run(n, database_url=""):
-    """{backend: measurement}: SQLite always, PostgreSQL when a URL is given."""
+def run(n, database_url="", ticks=0):
+    """{backend: measurement}: SQLite always, PostgreSQL when a URL is given; with `ticks`,
+    the steady state instead of a fresh fill."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(os.path.join(tmp, "sizing.db"))
+        path = os.path.join(tmp, "sizing.db")
+        store = SqliteStore(path)
         store.init_schema()
-        results["sqlite"] = measure(store, sqlite_bytes, n)
+        if ticks:
+            results["sqlite"] = steady(store, file_size(path), lambda: None, ticks)
+        else:
+            results["sqlite"] = measure(store, sqlite_bytes, n)
         store.close()
     if database_url:
-        with fresh_schema(database_url) as (_, url):
+        with fresh_schema(database_url) as (schema, url):
             store = PostgresStore(url, pool_size=2)
             store.init_schema()
-            tables = ", ".join(TABLES)
-            results["postgres"] = measure(store, postgres_bytes, n, lambda _: vacuum(url, tables))
+            if ticks:
+                results["postgres"] = steady(store, postgres_bytes, autovacuum(url, schema), ticks)
+            else:
+                tables = ", ".join(TABLES)
+                results["postgres"] = measure(
+                    store, postgres_bytes, n, lambda _: vacuum(url, tables)
+                )
             store.close()
     return results
 
@@ -111,8 +163,16 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m bench.sizing", description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="sends to make (default 2000)")
     parser.add_argument("--database-url", default="", help="also measure this PostgreSQL")
+    parser.add_argument(
+        "--steady",
+        type=int,
+        default=0,
+        metavar="TICKS",
+        help="instead: TICKS ticks of 100 sends, 2,000 kept (the oldest pruned each tick; "
+        "PostgreSQL VACUUMed by autovacuum's default rule); size per live send every 10 ticks",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.n, args.database_url), indent=2))
+    print(json.dumps(run(args.n, args.database_url, args.steady), indent=2))
 
 
 if __name__ == "__main__":
