@@ -14,7 +14,7 @@ from connector.store import OPTOUT
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
-OLD = NOW - 10 * DAY  # older than the 7-day default
+OLD = NOW - 10 * DAY  # older than the 5-day default
 NUMBER = "447700900000"
 
 
@@ -36,7 +36,7 @@ def count(store, table, where="1 = 1"):
     return store.query(f"SELECT COUNT(*) FROM {table} WHERE {where}")[0][0]
 
 
-def prune(store, days=7.0, now=NOW, **kw):
+def prune(store, days=5.0, now=NOW, **kw):
     settings = type("S", (), {"retention_days": days})
     return retention.prune(store, settings, now, **kw)
 
@@ -61,7 +61,7 @@ def test_old_sends_and_forwarded_events_go_and_the_rest_stays(store):
 
 
 def test_a_client_ref_is_remembered_for_the_retention_then_forgotten(store):
-    key, _ = sent(store, NOW - 6 * DAY)
+    key, _ = sent(store, NOW - 4 * DAY)
     assert store.claim_send(key, NOW, None, 9.0, NUMBER).kind == "replay"
     prune(store, now=NOW + 2 * DAY)
     assert store.claim_send(key, NOW + 2 * DAY, None, 9.0, NUMBER).kind == "new"
@@ -91,7 +91,7 @@ def test_a_send_still_pending_goes_only_once_it_is_surely_dead(store):
 def test_dry_run_counts_what_a_prune_removes(store):
     sent(store, OLD)
     sent(store, NOW, 1)
-    edge = NOW - 7 * DAY
+    edge = NOW - 5 * DAY
     assert store.prunable(edge, NOW) == (1, 2)
     assert count(store, "sends") == 2
     assert prune(store) == (1, 2)
@@ -216,7 +216,7 @@ def test_the_database_stops_growing_once_traffic_and_retention_are_steady(store,
 def test_retention_days_takes_fractions_and_refuses_zero_or_less():
     from connector.config import load_settings
 
-    assert load_settings(environ={}).retention_days == 7.0
+    assert load_settings(environ={}).retention_days == 5.0
     assert load_settings(environ={"RETENTION_DAYS": "0.001"}).retention_days == 0.001
     for bad in ("0", "-1", "week", "nan"):
         with pytest.raises(ValueError, match="RETENTION_DAYS"):
