@@ -59,20 +59,33 @@ class Pruner:
     def __init__(self):
         self.next_check = 0.0
         self.running = threading.Lock()
+        self.thread = None
 
     def after_request(self, response):
         # A monotonic clock read per request; the database is asked only every LOCAL_CHECK.
-        ctx = current_app.extensions["connector"]
-        interval = every(ctx.settings)
         if time.monotonic() < self.next_check:
             return response
+        ctx = current_app.extensions["connector"]
+        interval = every(ctx.settings)
         self.next_check = time.monotonic() + min(LOCAL_CHECK, interval)
-        response.call_on_close(lambda: self.run(ctx, interval))
+        response.call_on_close(lambda: self.start(ctx, interval))
         return response
 
+    def start(self, ctx, interval):
+        """A thread of its own, not the request's: gunicorn reads the next request on a
+        keep-alive connection only once the request's thread is free again."""
+        if self.running.acquire(blocking=False):
+            self.thread = threading.Thread(target=self.run, args=(ctx, interval), daemon=True)
+            self.thread.start()
+
+    def wait(self, timeout=10.0):
+        """Until the prune started last is over (for tests and a clean shutdown)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
     def run(self, ctx, interval):
-        if not self.running.acquire(blocking=False):
-            return
+        """Prune if it is this process's turn. A daemon thread: a worker stopped mid-batch
+        rolls the batch back, and the next turn carries on."""
         try:
             if not ctx.store.claim_prune(time.time(), interval):
                 return  # another worker or instance has this turn
@@ -86,7 +99,8 @@ class Pruner:
 
 
 def init_app(app):
-    app.after_request(Pruner().after_request)
+    app.extensions["pruner"] = Pruner()
+    app.after_request(app.extensions["pruner"].after_request)
 
 
 def _when(epoch):

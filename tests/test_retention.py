@@ -1,6 +1,7 @@
 """Retention: sends and forwarded events older than RETENTION_DAYS go, by themselves and with
 `flask prune`; pending events, opt-outs and contacts never do, and prunes never clash."""
 
+import threading
 import time
 import uuid
 
@@ -118,12 +119,15 @@ def test_a_request_prunes_after_its_answer_once_per_turn(make_app, store, moenga
     response = client.get("/health")
     assert count(store, "sends") == 1  # not while the request is being answered
     response.close()  # the answer has gone
+    app.extensions["pruner"].wait()
     assert count(store, "sends") == 0 and count(store, "events") == 0
 
     sent(store, now - 2 * DAY, 2)  # the turn was taken: not before the interval is over
     client.get("/health").close()
-    other = make_app(retention_days=1.0).test_client()  # another worker or instance
-    other.get("/health").close()
+    other = make_app(retention_days=1.0)  # another worker or instance
+    other.test_client().get("/health").close()
+    app.extensions["pruner"].wait()
+    other.extensions["pruner"].wait()
     assert count(store, "sends") == 1
 
 
@@ -138,7 +142,24 @@ def test_a_failing_prune_never_fails_the_request(make_app, store, moengage, capl
     response = send(app.test_client(), {"to": NUMBER, "text": "hi"}, AUTH)
     assert response.status_code == 200
     response.close()
+    app.extensions["pruner"].wait()
     assert "prune failed" in caplog.text
+
+
+def test_the_prune_runs_off_the_request_thread(make_app, store, moengage):
+    """gunicorn reads a keep-alive connection's next request only once the thread that
+    answered the last is free: a prune there would hold MoEngage's next send."""
+    app = make_app(retention_days=1.0)
+    threads = []
+
+    def record(*args):
+        threads.append(threading.current_thread())
+        return (0, 0)
+
+    app.extensions["connector"].store.prune_batch = record
+    app.test_client().get("/health").close()
+    app.extensions["pruner"].wait()
+    assert threads and threads[0] is not threading.current_thread()
 
 
 def test_prune_command_reports_and_dry_run_removes_nothing(make_app, store, moengage):
