@@ -20,7 +20,9 @@ from psycopg import sql
 
 DAY = 86400.0
 SAMPLE_EVERY = 5.0
-PRUNED = re.compile(r"pruned (\d+) sends and (\d+) forwarded events")
+PRUNED = re.compile(
+    r"pruned (\d+) sends and (\d+) forwarded events in (\d+) batches, longest ([\d.]+) ms"
+)
 
 
 @contextmanager
@@ -130,9 +132,11 @@ def part(bench, standins, env, out, args):
     rows = []
     load = f"{args.retention_rate}/s open, 1 send : 2 webhooks"
     for (name, label, _), (_, sampler, log, results) in zip(runs, servers, strict=True):
-        pruned = [tuple(map(int, m)) for m in PRUNED.findall(log.read_text())]
-        note = f"{label}; pruned {sum(p[0] for p in pruned)} sends and " + (
-            f"{sum(p[1] for p in pruned)} events in {len(pruned)} turns"
+        pruned = [tuple(map(float, m)) for m in PRUNED.findall(log.read_text())]
+        note = f"{label}; pruned {sum(p[0] for p in pruned):.0f} sends and " + (
+            f"{sum(p[1] for p in pruned):.0f} events in {len(pruned)} turns, "
+            f"{sum(p[2] for p in pruned):.0f} batches, longest batch "
+            f"{max((p[3] for p in pruned), default=0):.1f} ms"
         )
         result = merge(results)
         for kind in ("send", "status"):

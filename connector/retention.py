@@ -7,6 +7,7 @@ batches that let the sends' own writes in between. `flask --app app prune` does 
 import logging
 import threading
 import time
+from collections import namedtuple
 from datetime import UTC, datetime
 
 import click
@@ -14,7 +15,6 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .services import services
-from .store.retention import Pruned
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -33,23 +33,29 @@ def cutoff(settings, now):
     return now - settings.retention_days * DAY
 
 
+Run = namedtuple("Run", "sends events batches longest_ms")
+
+
 def prune(store, settings, now=None, batch=BATCH, budget=MAX_SECONDS):
-    """Delete everything older than the retention, batch by batch; returns Pruned totals.
+    """Delete everything older than the retention, batch by batch; returns a Run: the rows
+    deleted, the batches, and the longest batch (what a write could have waited for it).
 
     Between batches it sleeps as long as the batch took, so under load the workers' own
     writes get at least half the write lock's time.
     """
     now = time.time() if now is None else now
     edge = cutoff(settings, now)
-    sends = events = 0
+    sends = events = batches = 0
+    longest = 0.0
     stop = time.monotonic() + budget
     while True:
         started = time.monotonic()
         done = store.prune_batch(edge, now, batch)
-        sends, events = sends + done.sends, events + done.events
         took = time.monotonic() - started
+        sends, events, batches = sends + done.sends, events + done.events, batches + 1
+        longest = max(longest, took)
         if max(done) < batch or time.monotonic() + took > stop:
-            return Pruned(sends, events)
+            return Run(sends, events, batches, round(longest * 1000, 1))
         time.sleep(took)
 
 
@@ -90,8 +96,11 @@ class Pruner:
             if not ctx.store.claim_prune(time.time(), interval):
                 return  # another worker or instance has this turn
             done = prune(ctx.store, ctx.settings)
-            if max(done):
-                log.info("pruned %d sends and %d forwarded events", *done)
+            if done.sends or done.events:
+                log.info(
+                    "pruned %d sends and %d forwarded events in %d batches, longest %.1f ms",
+                    *done,
+                )
         except Exception:  # never the request's problem: the next turn tries again
             log.exception("prune failed; the next turn tries again")
         finally:
