@@ -55,7 +55,9 @@ FORGERIES = {
         )
     ),
     "iat over 5 minutes ahead": bearer(
-        jwt.encode(claims(iat=int(time.time()) + 400), SIGNATURE_SECRET, algorithm="HS256")
+        # An hour ahead, not just over 5 minutes: built at import, it must still be ahead when
+        # a slow suite reaches it.
+        jwt.encode(claims(iat=int(time.time()) + 3600), SIGNATURE_SECRET, algorithm="HS256")
     ),
     "no payload_hash": bearer(
         jwt.encode(
