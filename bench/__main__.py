@@ -24,12 +24,14 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import retention
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 API_KEY, API_SECRET = "benchkey", "bench-secret"
 SIGNATURE_SECRET = "bench-signature-secret-0123456789abcdef"
 TICKS = os.sysconf("SC_CLK_TCK")
-PARTS = ["ceiling", "sends", "webhooks", "mix", "limit", "overload", "instances"]
+PARTS = ["ceiling", "sends", "webhooks", "mix", "limit", "overload", "instances", "retention"]
 VONAGE_TIMEOUT = 4.0  # the connector's default, set explicitly below
 
 
@@ -344,6 +346,8 @@ def main():
                     rows += overload(limited, standins)
         if "instances" in ARGS.only:
             rows += two_instances(env, standins)
+        if "retention" in ARGS.only:
+            rows += retention.part(sys.modules[__name__], standins, env, OUT, ARGS)
     finally:
         standins.stop()
     targets(rows)
@@ -735,6 +739,7 @@ def targets(rows):
             f"its CPU peaked at {max(r['loadgen'] for r in rows) * 100:.0f} % of one core",
         ),
     ]
+    lines += retention.targets(rows)
     show("")
     show("| target | met | measured |\n|---|---|---|")
     for name, met, measured in lines:
@@ -820,6 +825,34 @@ def parse_args():
         choices=PARTS,
         default=PARTS,
         help="run these parts only (default: all)",
+    )
+    parser.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=20,
+        metavar="S",
+        help="RETENTION_DAYS of the retention part's pruning run, in seconds (default 20)",
+    )
+    parser.add_argument(
+        "--retention-duration",
+        type=float,
+        default=60,
+        metavar="S",
+        help="seconds measured per connector of the retention part, over all turns (default 60)",
+    )
+    parser.add_argument(
+        "--retention-rounds",
+        type=int,
+        default=4,
+        metavar="N",
+        help="turns each connector of the retention part takes (default 4)",
+    )
+    parser.add_argument(
+        "--retention-rate",
+        type=int,
+        default=90,
+        metavar="N",
+        help="requests/s (1 send : 2 webhooks) of the retention part (default 90)",
     )
     parser.add_argument(
         "--database-url",

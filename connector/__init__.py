@@ -26,13 +26,14 @@ def create_app(config=None, environ=None):
     app.json.sort_keys = False
     app.extensions["connector"] = build_services(settings)
 
-    from . import cli, dispatch, health, observe, webhooks
+    from . import cli, dispatch, health, observe, retention, webhooks
 
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
     observe.init_app(app)
+    retention.init_app(app)
     register_error_handlers(app)
     return app
 

@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from . import outbox, phone
 from .rehearsal import rehearse_command
 from .replay import sign_webhook_command
+from .retention import prune_command
 from .services import services
 from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
@@ -232,6 +233,7 @@ COMMANDS = [
     copy_sqlite,
     rehearse_command,
     sign_webhook_command,
+    prune_command,
 ]
 
 

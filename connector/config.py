@@ -10,6 +10,13 @@ DEFAULT_OPT_OUT = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT"
 DEFAULT_OPT_IN = "START,YES,UNSTOP"
 
 
+def _positive(value):
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
 def _words(value):
     return tuple(w.strip().upper() for w in value.split(",") if w.strip())
 
@@ -42,6 +49,8 @@ class Settings:
     # PostgreSQL connections per worker process, whatever GUNICORN_THREADS (a thread holds one
     # only for a query); instances x workers x this must fit the database plan's limit.
     database_pool_size: int = 4
+    # Sizing (README): 50,000 sends a day with their status events take ~0.63 GB.
+    retention_days: float = 5.0
     opt_out_keywords: tuple = _words(DEFAULT_OPT_OUT)
     opt_in_keywords: tuple = _words(DEFAULT_OPT_IN)
     log_level: str = "INFO"
@@ -119,6 +128,7 @@ _ENV = {
     "database_path": ("DATABASE_PATH", str),
     "database_url": ("DATABASE_URL", str),
     "database_pool_size": ("DATABASE_POOL_SIZE", _at_least_one),
+    "retention_days": ("RETENTION_DAYS", _positive),
     "opt_out_keywords": ("OPT_OUT_KEYWORDS", _words),
     "opt_in_keywords": ("OPT_IN_KEYWORDS", _words),
     "log_level": ("LOG_LEVEL", lambda v: v.upper()),

@@ -95,9 +95,3 @@ def read(store, since):
             (since,),
         )
     }
-
-
-def prune(store, before):
-    """Delete causes last seen before `before`: long cleared, nothing reads them."""
-    with store.transaction() as tx:
-        return tx.execute("DELETE FROM evidence WHERE last_seen < ?", (before,)).rowcount

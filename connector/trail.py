@@ -163,15 +163,3 @@ def since(store, stages, start, end=None):
         params.append(end)
     return _rows(store.query(sql + " ORDER BY at, id", params))
 
-
-STAGES = ("send", "status", "forward", "sync", "inbound", "subscription")
-
-
-def prune(store, before):
-    """Delete rows older than `before` (epoch seconds), stage by stage along the index; returns
-    how many. For the retention job: the trail is kept as long as the events it traces."""
-    with store.transaction() as tx:
-        return sum(
-            tx.execute("DELETE FROM trail WHERE stage = ? AND at < ?", (stage, before)).rowcount
-            for stage in STAGES
-        )

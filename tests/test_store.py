@@ -212,7 +212,8 @@ def test_lease_is_exclusive_until_it_lapses(store):
         True,
         0,
     )
-    assert event.payload == {"status": "delivered", "id": "m-1"}
+    # A status event is stored without trackingId (it is message_uuid) and read back with it.
+    assert event.payload == {"trackingId": "m-1", "status": "delivered", "id": "m-1"}
     assert store.lease_event(event_id, 39.0, 30.0) == ("busy", None, 40.0)
     assert store.event_lease(event_id) == ("pending", 40.0)
     assert store.lease_event(event_id, 40.0, 30.0).event.attempts == 1

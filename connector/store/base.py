@@ -10,6 +10,7 @@ import uuid
 from collections import namedtuple
 
 from ..errors import Failure
+from .retention import Retention
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
@@ -28,11 +29,19 @@ class StoreUnavailable(Failure):
         super().__init__(503, reason)
 
 
+def _dumps(value):
+    """Stored JSON without the spaces json.dumps adds by default: bytes kept per send."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _event(row):
-    return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6])
+    payload = json.loads(row[4])
+    if row[1].startswith("status:") and "trackingId" not in payload:
+        payload = {"trackingId": row[2], **payload}  # stored without it: it is message_uuid
+    return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
-class Store:
+class Store(Retention):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
@@ -57,23 +66,27 @@ class Store:
         """
         token = uuid.uuid4().hex
         with self.transaction() as tx:
-            inserted = tx.execute(
-                "INSERT INTO sends (idem_key, token, state, recipient, campaign_id, customer_id,"
-                " started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
-                (key, token, recipient, campaign_id, customer_id, now),
-            ).rowcount
-            if inserted:
-                return Claim("new", token, None, None)
-            old_token, state, status, answer, started, finished = tx.execute(
-                "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
-                " WHERE idem_key = ?" + self.lock,
-                (key,),
-            ).fetchone()
+            row = None
+            while row is None:  # PostgreSQL: None when pruned since our INSERT; insert again
+                inserted = tx.execute(
+                    "INSERT INTO sends (idem_key, token, state, recipient, campaign_id,"
+                    " customer_id, started_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)"
+                    " ON CONFLICT (idem_key) DO NOTHING",
+                    (key, token, recipient, campaign_id, customer_id, now),
+                ).rowcount
+                if inserted:
+                    return Claim("new", token, None, None)
+                row = tx.execute(
+                    "SELECT token, state, http_status, answer, started_at, finished_at FROM sends"
+                    " WHERE idem_key = ?" + self.lock,
+                    (key,),
+                ).fetchone()
+            old_token, state, status, answer, started, finished = row
             if state == "pending" and now - started < stale_after:
                 return Claim("wait", old_token, None, None)
             if state == "pending":
                 state, status, finished = "done", 504, started + stale_after
-                answer = json.dumps(
+                answer = _dumps(
                     {
                         "status": "failed",
                         "error": "an identical earlier send "
@@ -105,7 +118,7 @@ class Store:
                 (
                     "done" if remember else "failed",
                     status,
-                    json.dumps(answer),
+                    _dumps(answer),
                     message_uuid,
                     now,
                     key,
@@ -250,7 +263,7 @@ class Store:
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
             " created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            (key, message_uuid, target, json.dumps(payload), int(is_final), now),
+            (key, message_uuid, target, _dumps(payload), int(is_final), now),
         )
         if not cur.rowcount:
             return []
@@ -271,12 +284,16 @@ class Store:
                 return ("pending" if row[1] == "pending" else "duplicate"), row[0]
             if self._final_sent(tx, message_uuid):
                 return "superseded", None
+            if payload.get("trackingId") == message_uuid:  # _event() puts it back
+                payload = {k: v for k, v in payload.items() if k != "trackingId"}
             added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now)
             if added:
                 return "new", added[0]
             # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
             # exist could not be locked); our INSERT waited for its commit, so it is visible now.
             row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
+            if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
+                return "duplicate", None
             return ("pending" if row[1] == "pending" else "duplicate"), row[0]
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):

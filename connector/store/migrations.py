@@ -99,8 +99,8 @@ SEND_SCHEDULE = [
     )""",
 ]
 
-# When a task shared by every worker (the sweep of pending events) is next due: the one worker
-# that moves `next_at` forward runs it.
+# When a task shared by every worker (the sweep of pending events, the prune) is next due: the
+# one worker that moves `next_at` forward runs it.
 SCHEDULE = [
     """CREATE TABLE IF NOT EXISTS schedule (
         task TEXT PRIMARY KEY,
@@ -119,6 +119,16 @@ ACCEPTED_CREDENTIALS = [
 ]
 
 
+# Retention (store/retention.py): pruning finds old rows by these indexes instead of scanning
+# whole tables under the write lock. When the next prune is due is the `prune` task's row in
+# `schedule`, so one worker of all instances prunes at a time.
+RETENTION = [
+    "CREATE INDEX IF NOT EXISTS sends_by_age ON sends (started_at)",
+    "CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at)",
+    "CREATE INDEX IF NOT EXISTS trail_by_age ON trail (at)",
+]
+
+
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
@@ -126,6 +136,7 @@ STEPS = [
     ("send_schedule: VONAGE_MAX_RPS shared by every instance on PostgreSQL", SEND_SCHEDULE),
     ("schedule of the tasks workers share", SCHEDULE),
     ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
+    ("indexes by age, for retention", RETENTION),
 ]
 LATEST = len(STEPS)
 
