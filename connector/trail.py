@@ -162,4 +162,3 @@ def since(store, stages, start, end=None):
         sql += " AND at < ?"
         params.append(end)
     return _rows(store.query(sql + " ORDER BY at, id", params))
-
