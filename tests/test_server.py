@@ -1,0 +1,145 @@
+"""Issue 8, items 10, 12, 13, 14, under real gunicorn with the production config: what the server
+refuses is JSON, slow clients hold no thread, a port in use stops the start naming the port."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from gunicorn_proc import ROOT, Connector, free_port
+
+CHUNKED_2_MIB = b'{"to": "447700900000", "text": "hi"}'.ljust(1024 * 1024) + b" " * (1024 * 1024)
+
+
+def chunked(body, size=64 * 1024):
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+POST = b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Custom key:secret\r\n"
+REQUESTS = {
+    "CL and TE": (
+        POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "two Content-Lengths": (POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+    "NUL in a header": (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    "16 KiB header": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 16384 + b"\r\n\r\n",
+        431,
+    ),
+    "150 headers": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: a\r\n" % i for i in range(150))
+        + b"\r\n",
+        431,
+    ),
+    "10 KiB request line": (b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "invalid chunk size": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
+    "chunked 2 MiB": (POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(CHUNKED_2_MIB), 413),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    env = {
+        "DATABASE_PATH": str(tmp / "c.db"),
+        "DATABASE_URL": "",
+        "VONAGE_API_URL": "http://127.0.0.1:9",
+        "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
+        "VONAGE_SIGNATURE_SECRET": "s" * 32,
+        "VONAGE_FROM": "Acme",
+    }
+    connector = Connector(env, workers=1, threads=2).start(tmp / "gunicorn.log")
+    yield connector
+    connector.kill()
+
+
+def exchange(port, data, timeout=5.0):
+    """Send raw bytes, read the answer until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or len(answer) < _length(answer):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def _length(answer):
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(head) + 4 + int(line.split(b":")[1])
+    return 1 << 30
+
+
+@pytest.mark.parametrize("name", list(REQUESTS))
+def test_what_the_server_refuses_is_answered_in_json(server, name):
+    data, status = REQUESTS[name]
+    answer = exchange(server.port, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), answer[:300]
+    assert b"content-type: application/json" in head.lower()
+    reply = json.loads(body)
+    assert reply["status"] == "failed" and reply["error"]
+
+
+def test_slow_clients_hold_no_thread(server):
+    """Two threads; eight clients stop halfway through a request. A gthread thread would
+    wait on each: here the event loop holds them, and /health is still answered."""
+    slow = []
+    try:
+        for i in range(8):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            if i % 2:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # head unfinished
+            else:
+                sock.sendall(POST + b"Content-Length: 100\r\n\r\n{")  # body unfinished
+            slow.append(sock)
+        time.sleep(0.3)  # let the worker take them all
+        for _ in range(3):
+            assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        slow[0].sendall(b'"to": "447700900000", "text": "hi"}'.ljust(99))  # finish one
+        answer = slow[0].recv(65536)
+        assert answer.startswith(b"HTTP/1.1 ") and b"application/json" in answer
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_port_in_use_stops_the_start_naming_it(tmp_path):
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PORT": str(port), "DATABASE_PATH": str(tmp_path / "c")},
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:  # still running: it did not stop (today's main crash-loops)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode not in (None, 0)
+    assert time.monotonic() - started < 10
+    assert f"port {port}" in stderr
+    assert "Booting worker" not in stderr
