@@ -12,10 +12,12 @@ conflicting lengths, too many headers...), instead of gunicorn's HTML page.
 """
 
 import html
+import mmap
 import os
 import re
 import selectors
 import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -31,6 +33,14 @@ READ_TIMEOUT = 10.0  # a send must be answered within MoEngage's 5 s anyway
 # socket closes: closing with unread bytes resets the connection, and the client would see
 # the reset instead of the answer.
 DRAIN_SECONDS, DRAIN_BYTES = 2.0, 4 * 1024 * 1024
+# Fair accept on the one shared socket: each worker publishes how many connections it holds in
+# a table the master maps before it forks (this module is imported by gunicorn.conf.py), and
+# takes a new connection only while it holds at most FAIR_MARGIN more than the least loaded
+# live worker. Otherwise whichever worker woke first took most of a burst ([0, 29, 37, 62] of 128
+# measured, bench/RESULTS.md), and a kept-alive connection stays where it was accepted.
+SLOTS, FAIR_MARGIN, STALE_SECONDS, DECLINE_SECONDS = 64, 2, 2.5, 0.005
+_SLOT = struct.Struct("iid")  # pid (0: not accepting), connections, when (monotonic)
+_TABLE = mmap.mmap(-1, SLOTS * _SLOT.size)  # anonymous, MAP_SHARED: one table for all workers
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ([^\r\n]*)")
 _MESSAGE = re.compile(rb"</h1>(.*)</body>", re.DOTALL)
 
@@ -39,9 +49,51 @@ class Worker(ThreadWorker):
     """`worker_class = "connector.worker.Worker"` (gunicorn.conf.py)."""
 
     def init_process(self):
+        self.slot = self.age % SLOTS
+        self.fair = not self.cfg.reuse_port  # own sockets (reuse_port): the kernel spreads
+        self.decline_until = 0.0
         self.reading = deque()  # connections being read, oldest first (all share READ_TIMEOUT)
         self.draining = deque()  # refused connections, read and dropped until they close
         super().init_process()
+
+    def notify(self):
+        """Called by gthread's loop at every turn: publish this worker's load too."""
+        super().notify()
+        self._publish(os.getpid() if self.alive else 0)
+
+    def _publish(self, pid):
+        _SLOT.pack_into(_TABLE, self.slot * _SLOT.size, pid, self.nr_conns, time.monotonic())
+
+    def _over_fair_share(self):
+        now, mine, least = time.monotonic(), self.nr_conns, None
+        for slot in range(SLOTS):
+            pid, conns, when = _SLOT.unpack_from(_TABLE, slot * _SLOT.size)
+            if slot == self.slot or not pid or now - when > STALE_SECONDS:
+                continue
+            if conns < self.worker_connections and (least is None or conns < least):
+                least = conns
+        return least is not None and mine > least + FAIR_MARGIN
+
+    def accept(self, listener):
+        """Take a connection from the shared socket only while not holding more than the
+        least loaded worker (plus FAIR_MARGIN): it will take it instead."""
+        if self.fair and self._over_fair_share():
+            self.decline_until = time.monotonic() + DECLINE_SECONDS
+            self.set_accept_enabled(False)
+            return
+        super().accept(listener)
+        self._publish(os.getpid())
+
+    def set_accept_enabled(self, enabled):
+        # gthread re-enables accepting at every loop turn; after declining, wait a little so
+        # the level-triggered socket does not wake this worker in a loop meanwhile.
+        if enabled and time.monotonic() < self.decline_until:
+            return
+        super().set_accept_enabled(enabled)
+
+    def handle_exit(self, sig, frame):
+        self._publish(0)  # stopping: no longer a worker the others compare themselves with
+        super().handle_exit(sig, frame)
 
     def enqueue_req(self, conn):
         """Every way a connection reaches the thread pool (accepted, kept alive and readable

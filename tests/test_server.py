@@ -1,8 +1,11 @@
 """Issue 8, items 10, 12, 13, 14, under real gunicorn with the production config: what the server
 refuses is JSON, slow clients hold no thread, a port in use stops the start naming the port."""
 
+import collections
+import concurrent.futures
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -143,3 +146,36 @@ def test_a_port_in_use_stops_the_start_naming_it(tmp_path):
     assert time.monotonic() - started < 10
     assert f"port {port}" in stderr
     assert "Booting worker" not in stderr
+
+
+def test_one_shared_socket_by_default(monkeypatch):
+    """SO_REUSEPORT gave each worker its own socket: a HUP reset what was queued on a stopping
+    worker's, and a second copy of the connector could bind the same port."""
+    monkeypatch.delenv("GUNICORN_REUSE_PORT", raising=False)
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["reuse_port"] is False
+    assert config["worker_class"] == "connector.worker.Worker"
+
+
+def test_a_reload_under_load_loses_no_request(server):
+    """Users open a new connection for every request while the master reloads (kill -HUP):
+    every one is answered."""
+    outcomes, stop = [], time.monotonic() + 3
+
+    def user():
+        while time.monotonic() < stop:
+            try:
+                answer = requests.get(
+                    f"{server.url}/health", headers={"Connection": "close"}, timeout=10
+                )
+                outcomes.append(answer.status_code)
+            except requests.RequestException as exc:
+                outcomes.append(type(exc).__name__)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(user) for _ in range(8)]
+        time.sleep(1)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for future in futures:
+            future.result()
+    assert outcomes and set(outcomes) == {200}, collections.Counter(outcomes)
