@@ -29,6 +29,7 @@ from bench.__main__ import (
     SIGNATURE_SECRET,
     StandIns,
     children,
+    cpu_seconds,
     free_port,
     http,
 )
@@ -103,6 +104,8 @@ def sends_per_second(server, seconds):
         "concurrency": 64,
         "weights": {"send": 1},
     }
+    pids = [server.proc.pid, *children(server.proc.pid)]
+    cpu_before = sum(cpu_seconds(p) for p in pids)
     out = subprocess.run(
         [sys.executable, "-m", "bench.loadgen"],
         cwd=ROOT,
@@ -112,6 +115,9 @@ def sends_per_second(server, seconds):
         text=True,
     )
     result = json.loads(out.stdout)
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
+    answered = sum(result["codes"]["send"].values())
+    server.cpu_ms_per_send = cpu * 1000 / max(answered, 1)
     return len(result["latencies"].get("send", [])) / seconds, dict(result["codes"]["send"])
 
 
@@ -155,6 +161,7 @@ def slowloris(args):
             server = Server(standins, extra=extra, name=f"slowloris-{worker}")
             try:
                 base, _ = sends_per_second(server, args.seconds)
+                base_cpu = server.cpu_ms_per_send
                 for n in args.slow:
                     stats = collections.Counter(opened=0, refused=0, reset=0)
                     load = SlowLoad(server.port, n, args.seconds + 6, stats)
@@ -162,7 +169,8 @@ def slowloris(args):
                     time.sleep(4)  # let them all connect
                     rate, codes = sends_per_second(server, args.seconds)
                     load.join()
-                    rows.append((worker, n, base, rate, codes, dict(stats)))
+                    cpu = (base_cpu, server.cpu_ms_per_send)
+                    rows.append((worker, n, base, rate, codes, dict(stats), cpu))
                     print(rows[-1], flush=True)
             finally:
                 server.stop()
@@ -171,15 +179,16 @@ def slowloris(args):
     lines = [
         (
             "| worker | slow connections | sends/s alone | sends/s with them | change "
+            "| connector CPU ms per send, alone / with them "
             "| answers to the sends | slow connections: opened / answered |"
         ),
-        "|---|--:|--:|--:|--:|---|---|",
+        "|---|--:|--:|--:|--:|--:|---|---|",
     ]
-    for worker, n, base, rate, codes, stats in rows:
+    for worker, n, base, rate, codes, stats, cpu in rows:
         answered = {k: v for k, v in stats.items() if k not in ("opened", "refused", "reset")}
         lines.append(
             f"| {worker} | {n} | {base:.0f} | {rate:.0f} | {(rate - base) / base * 100:+.0f} % "
-            f"| {codes} | {stats['opened']} / {answered} |"
+            f"| {cpu[0]:.2f} / {cpu[1]:.2f} | {codes} | {stats['opened']} / {answered} |"
         )
     return lines
 

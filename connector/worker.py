@@ -103,27 +103,38 @@ class Worker(ThreadWorker):
             return
         held = conn.parser.unreader.take_buffered() if conn.parser else b""
         conn.inbox = bytearray(held)
-        conn.continued = False
+        conn.continued = conn.gone = False
         conn.read_deadline = time.monotonic() + READ_TIMEOUT
         conn.sock.setblocking(False)
-        if held and self._judge(conn):
+        # Mostly the request is already there (the poller said the socket is readable): read it
+        # now rather than wait for the poller to say so again.
+        if self._receive(conn) and self._judge(conn):
+            return
+        if conn.gone:
             return
         self.reading.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn, _sock):
+        if self._receive(conn):
+            self._judge(conn)
+
+    def _receive(self, conn):
+        """Append what the socket holds to the inbox; False if nothing came. A client gone
+        before its request was whole is closed here."""
         try:
             data = conn.sock.recv(64 * 1024)
         except (BlockingIOError, InterruptedError):
-            return
+            return bool(conn.inbox)
         except OSError:
             data = b""
-        if not data:  # the client went away before its request was whole
+        if not data:
             self._stop_reading(conn)
             self._close(conn)
-            return
+            conn.gone = True
+            return False
         conn.inbox += data
-        self._judge(conn)
+        return True
 
     def _judge(self, conn):
         """Hand the request to a thread, refuse it, or keep reading. True once it left."""
