@@ -91,6 +91,13 @@ class Worker(ThreadWorker):
             return
         super().set_accept_enabled(enabled)
 
+    def wait_for_and_dispatch_events(self, timeout):
+        # After declining, come back to the accept race within DECLINE_SECONDS even when
+        # nothing else wakes this worker: the least loaded one may be the one that declined.
+        if not self._accepting and self.decline_until:
+            timeout = min(timeout, max(self.decline_until - time.monotonic(), 0.001))
+        super().wait_for_and_dispatch_events(timeout)
+
     def handle_exit(self, sig, frame):
         self._publish(0)  # stopping: no longer a worker the others compare themselves with
         super().handle_exit(sig, frame)

@@ -47,7 +47,7 @@ class Connector:
             try:
                 requests.get(f"{self.url}/health", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy booting
                 time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"gunicorn did not start; see {log_path}")

@@ -3,6 +3,7 @@ refuses is JSON, slow clients hold no thread, a port in use stops the start nami
 
 import collections
 import concurrent.futures
+import contextlib
 import json
 import os
 import runpy
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -179,3 +181,57 @@ def test_a_reload_under_load_loses_no_request(server):
         for future in futures:
             future.result()
     assert outcomes and set(outcomes) == {200}, collections.Counter(outcomes)
+
+
+def test_expect_100_continue_is_answered_before_the_body(server):
+    """The loop holds the request until its body is in, so it must say `100 Continue` itself
+    to a client that waits for it (and gunicorn must not say it a second time)."""
+    body = b'{"to": "447700900000", "text": "hi"}'
+    head = POST + b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 ") and b"100 Continue" not in answer
+    assert b"application/json" in answer
+
+
+def held_by_each_worker(connector):
+    """Established connections to the connector's port, per worker process (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == connector.port and fields[3] == "01":
+            inodes.add(fields[9])
+    held = []
+    for pid in (
+        Path(f"/proc/{connector.proc.pid}/task/{connector.proc.pid}/children").read_text().split()
+    ):
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                links.append(os.readlink(fd))
+        held.append(sum(1 for link in links if link[8:-1] in inodes))
+    return sorted(held)
+
+
+def test_connections_opened_at_once_spread_over_the_workers(tmp_path):
+    """One shared socket: a worker takes a connection only while it holds no more than the
+    least loaded one (plus 2). Without that, whichever worker woke first took most."""
+    connector = Connector({"DATABASE_PATH": str(tmp_path / "c.db")}, workers=2, threads=4)
+    connector.start(tmp_path / "gunicorn.log")
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", connector.port), timeout=5))
+        for sock in socks:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in socks:  # every one answered (a worker that declined comes back at once)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 ")
+        held = held_by_each_worker(connector)
+    finally:
+        for sock in socks:
+            sock.close()
+        connector.kill()
+    assert sum(held) == 40 and held[0] >= 15, held
