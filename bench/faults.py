@@ -134,21 +134,21 @@ async def slow_client(port, body_phase, stop_at, stats):
         stats["opened"] += 1
         trickle = SEND if body_phase else b"X-Slow: " + b"a" * 1000
         writer.write(head.encode() + (b"\r\n" if body_phase else b""))
+        answer = asyncio.ensure_future(reader.read(200))  # done once answered or closed
         try:
             for byte in trickle:
                 if time.monotonic() >= stop_at:
                     break
                 writer.write(bytes([byte]))
-                await writer.drain()
-                try:
-                    answer = await asyncio.wait_for(reader.read(200), 2.0)
-                except TimeoutError:
-                    continue
-                if answer:
-                    stats[answer[9:12].decode(errors="replace")] += 1
-                break  # answered or closed by the server: reopen
+                await asyncio.sleep(2)  # one byte every 2 s
+                if answer.done():
+                    got = answer.result()
+                    if got:
+                        stats[got[9:12].decode(errors="replace")] += 1
+                    break  # answered or closed by the server: reopen
         except OSError:
             stats["reset"] += 1
+        answer.cancel()
         writer.close()
 
 
@@ -160,15 +160,20 @@ def slowloris(args):
             extra = () if worker == "default" else ("--worker-class", worker)
             server = Server(standins, extra=extra, name=f"slowloris-{worker}")
             try:
-                base, _ = sends_per_second(server, args.seconds)
-                base_cpu = server.cpu_ms_per_send
                 for n in args.slow:
+                    # Alone right before, so both halves of a row see the same machine load.
+                    base, _ = sends_per_second(server, args.seconds)
+                    base_cpu = server.cpu_ms_per_send
                     stats = collections.Counter(opened=0, refused=0, reset=0)
                     load = SlowLoad(server.port, n, args.seconds + 6, stats)
+                    cpu_before = time.process_time()
                     load.start()
                     time.sleep(4)  # let them all connect
                     rate, codes = sends_per_second(server, args.seconds)
                     load.join()
+                    stats["client CPU %"] = round(
+                        (time.process_time() - cpu_before) / (args.seconds + 6) * 100
+                    )
                     cpu = (base_cpu, server.cpu_ms_per_send)
                     rows.append((worker, n, base, rate, codes, dict(stats), cpu))
                     print(rows[-1], flush=True)
@@ -185,10 +190,15 @@ def slowloris(args):
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
     for worker, n, base, rate, codes, stats, cpu in rows:
-        answered = {k: v for k, v in stats.items() if k not in ("opened", "refused", "reset")}
+        answered = {
+            k: v
+            for k, v in stats.items()
+            if k not in ("opened", "refused", "reset", "client CPU %")
+        }
         lines.append(
             f"| {worker} | {n} | {base:.0f} | {rate:.0f} | {(rate - base) / base * 100:+.0f} % "
-            f"| {cpu[0]:.2f} / {cpu[1]:.2f} | {codes} | {stats['opened']} / {answered} |"
+            f"| {cpu[0]:.2f} / {cpu[1]:.2f} | {codes} | {stats['opened']} / {answered}, "
+            f"their CPU {stats['client CPU %']} % |"
         )
     return lines
 
