@@ -33,6 +33,9 @@ READ_TIMEOUT = 10.0  # a send must be answered within MoEngage's 5 s anyway
 # socket closes: closing with unread bytes resets the connection, and the client would see
 # the reset instead of the answer.
 DRAIN_SECONDS, DRAIN_BYTES = 2.0, 4 * 1024 * 1024
+# What one worker holds of requests not yet whole, all connections together: many clients each
+# sending most of a 1 MiB body and stopping would otherwise hold 1 MiB each for READ_TIMEOUT.
+READ_BUDGET = 32 * 1024 * 1024
 # Fair accept on the one shared socket: each worker publishes how many connections it holds in
 # a table the master maps before it forks (this module is imported by gunicorn.conf.py), and
 # takes a new connection only while it holds at most FAIR_MARGIN more than the least loaded
@@ -54,6 +57,7 @@ class Worker(ThreadWorker):
         self.decline_until = 0.0
         self.reading = deque()  # connections being read, oldest first (all share READ_TIMEOUT)
         self.draining = deque()  # refused connections, read and dropped until they close
+        self.buffered = 0  # bytes held in the inboxes of self.reading
         super().init_process()
 
     def notify(self):
@@ -111,6 +115,7 @@ class Worker(ThreadWorker):
         held = conn.parser.unreader.take_buffered() if conn.parser else b""
         conn.inbox = bytearray(held)
         conn.continued = conn.gone = False
+        conn.counted = 0  # bytes of the inbox counted in self.buffered
         conn.read_deadline = time.monotonic() + READ_TIMEOUT
         conn.sock.setblocking(False)
         # Mostly the request is already there (the poller said the socket is readable): read it
@@ -141,11 +146,15 @@ class Worker(ThreadWorker):
             conn.gone = True
             return False
         conn.inbox += data
+        conn.counted += len(data)
+        self.buffered += len(data)
         return True
 
     def _judge(self, conn):
         """Hand the request to a thread, refuse it, or keep reading. True once it left."""
         verdict = framing.request_end(conn.inbox)
+        if verdict in (framing.MORE, framing.CONTINUE) and self.buffered > READ_BUDGET:
+            verdict = (503, "too many large requests are arriving at once; retry shortly")
         if verdict == framing.CONTINUE:
             if not conn.continued:
                 conn.continued = True
@@ -162,6 +171,8 @@ class Worker(ThreadWorker):
         return True
 
     def _stop_reading(self, conn):
+        self.buffered -= conn.counted
+        conn.counted = 0
         try:
             self.reading.remove(conn)
             self.poller.unregister(conn.sock)
