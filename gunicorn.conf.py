@@ -23,7 +23,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 # bind the same port and silently take half the traffic. bench/RESULTS.md has the measurements.
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "0") == "1"
 # A port held by another program stops the start at once, with a message naming it.
-from connector.worker import check_port
+from connector.port import check_port
 
 on_starting = check_port
 
