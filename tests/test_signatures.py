@@ -55,7 +55,7 @@ FORGERIES = {
         )
     ),
     "iat over 5 minutes ahead": bearer(
-        jwt.encode(claims(iat=int(time.time()) + 400), SIGNATURE_SECRET, algorithm="HS256")
+        jwt.encode(claims(iat=int(time.time()) + 3600), SIGNATURE_SECRET, algorithm="HS256")
     ),
     "no payload_hash": bearer(
         jwt.encode(
