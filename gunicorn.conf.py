@@ -14,19 +14,28 @@ from dotenv import load_dotenv
 load_dotenv()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
+# gthread, but each request is read whole by the event loop before a thread takes it, and
+# gunicorn's own refusals are JSON: connector/worker.py.
+worker_class = "connector.worker.Worker"
 # Measured with `python -m bench` on 2 cores (bench/RESULTS.md). A kept-alive connection stays
 # with the worker that accepted it, and one worker often takes most of a burst of new ones:
 # 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
 # 4 x 64 = 256 requests in flight; a worker peaked at 69 MB under the benchmark.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))
-# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections
-# evenly: on one shared socket, whichever worker wakes first took them (measured [2, 48, 78]
-# of 128 kept-alive connections over 4 workers, and sends/s varied 536-620 from run to run).
-# The price: connections queued on a worker stopping in a HUP reload are reset, not served by
-# the new workers. GUNICORN_REUSE_PORT=0 shares one socket instead.
-reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
+# One listening socket, made by the master and shared by the workers (GUNICORN_REUSE_PORT=0):
+# a `kill -HUP` reload resets nothing, as the new workers take over what is queued on it. With
+# SO_REUSEPORT (1) each worker had its own socket, and connections queued on a stopping
+# worker's were reset (31-39 per reload under load); another copy of the connector could also
+# bind the same port and silently take half the traffic. On the shared socket the worker
+# accepts fairly (connector/worker.py): 128 connections opened at once spread [30, 32, 33, 33]
+# over 4 workers, where the first worker to wake used to take most. bench/RESULTS.md has it all.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "0") == "1"
+# A port held by another program stops the start at once, with a message naming it.
+from connector.port import check_port
+
+on_starting = check_port
+
 # A send answers within VONAGE_TIMEOUT (4 s) and a webhook within ~15 s: 30 s only catches a
 # truly stuck worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

@@ -7,9 +7,8 @@ from werkzeug.exceptions import HTTPException
 
 from .config import load_settings
 from .errors import Failure
+from .payload import MAX_BODY, TOO_LARGE
 from .services import build_services
-
-MAX_BODY = 1024 * 1024  # contract: a send body over 1 MiB is a 413
 
 
 def create_app(config=None, environ=None):
@@ -77,5 +76,5 @@ def register_error_handlers(app):
     def http_error(exc):
         reason = exc.description
         if exc.code == 413:
-            reason = f"the body is over {MAX_BODY // 1024} KiB"
+            reason = TOO_LARGE
         return jsonify({"status": "failed", "error": reason}), exc.code

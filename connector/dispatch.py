@@ -1,11 +1,8 @@
 """Route: MoEngage's send, `POST /` and `POST /webhooks/message-dispatcher`."""
 
-import json
-
 from flask import Blueprint, jsonify, request
 
-from . import outbox, sending
-from .errors import Failure
+from . import outbox, payload, sending
 from .services import run_after_response, services
 
 bp = Blueprint("dispatch", __name__)
@@ -24,15 +21,5 @@ def dispatch():
 
 
 def read_body():
-    """The body as a dict: form fields, or a JSON object (whatever the Content-Type says,
-    since MoEngage's Raw body type may send JSON without it)."""
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return request.form.to_dict()
-    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Failure(400, "the body must be a JSON object (or form fields)") from None
-    if not isinstance(body, dict):
-        raise Failure(400, "the body must be a JSON object")
-    return body
+    """The body as a dict (form fields or a JSON object), read and checked by `payload`."""
+    return payload.load_object(payload.read(request), request.mimetype)

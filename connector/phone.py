@@ -13,6 +13,8 @@ def normalise(value):
     """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError("`to` must be a string or an integer")  # noqa: TRY004 - callers answer 400
+    if isinstance(value, int) and value <= 0 or str(value).lstrip().startswith("-"):
+        raise ValueError("`to` must be a phone number, not a negative or zero number")
     number = _PUNCTUATION.sub("", str(value))
     number = number.removeprefix("00")
     if not _E164.fullmatch(number):

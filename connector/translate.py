@@ -18,13 +18,20 @@ STATUS_MAP = {
 FINAL = {"delivered", "failed"}
 
 
+MAX_ID = 200  # a message_uuid is 36 characters, a number 15; a longer one is not Vonage's
+
+
 def require(body, *names):
-    """The body as a JSON object whose `names` are non-empty strings, or Failure(400)."""
+    """The body as a JSON object whose `names` are non-empty strings of at most MAX_ID
+    characters (they are stored and indexed), or Failure(400)."""
     if not isinstance(body, dict):
         raise Failure(400, "the body must be a JSON object")
     missing = [n for n in names if not isinstance(body.get(n), str) or not body[n]]
     if missing:
         raise Failure(400, f"missing or not a string: {', '.join(missing)}")
+    long = [n for n in names if len(body[n]) > MAX_ID]
+    if long:
+        raise Failure(400, f"longer than {MAX_ID} characters: {', '.join(long)}")
     return body
 
 

@@ -5,13 +5,12 @@ Each event is committed before it is forwarded, and Vonage gets 200 only once Mo
 """
 
 import functools
-import json
 import logging
 import time
 
 from flask import Blueprint, g, jsonify, request
 
-from . import keywords, observe, outbox, phone, signatures, translate
+from . import keywords, observe, outbox, payload, phone, signatures, translate
 from .errors import Failure
 from .services import services
 
@@ -24,7 +23,7 @@ def signed(view):
 
     @functools.wraps(view)
     def wrapper():
-        raw = request.get_data(cache=True)
+        raw = payload.read(request)
         try:
             signatures.verify(
                 request.headers.get("Authorization"),
@@ -38,10 +37,19 @@ def signed(view):
             observe.rejected(services(), rejected.reason)
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
         try:
-            g.body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise Failure(400, "the body must be JSON") from None
-        return view()
+            g.body = payload.load_json(raw)
+            return view()
+        except Failure as failure:
+            if failure.status < 500:
+                # Signed by Vonage but unusable: a 4xx, which Vonage does not retry, so a poison
+                # event is not redelivered for 24 hours. Logged, since it is dropped.
+                log.warning(
+                    "webhook %s refused (%s), not retried by Vonage: %s",
+                    request.path,
+                    failure.status,
+                    failure.reason,
+                )
+            raise
 
     return wrapper
 

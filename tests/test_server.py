@@ -1,0 +1,252 @@
+"""Issue 8, items 10, 12, 13, 14, under real gunicorn with the production config: what the server
+refuses is JSON, slow clients hold no thread, a port in use stops the start naming the port."""
+
+import collections
+import concurrent.futures
+import contextlib
+import json
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from gunicorn_proc import ROOT, Connector, free_port
+
+CHUNKED_2_MIB = b'{"to": "447700900000", "text": "hi"}'.ljust(1024 * 1024) + b" " * (1024 * 1024)
+
+
+def chunked(body, size=64 * 1024):
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+POST = b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Custom key:secret\r\n"
+REQUESTS = {
+    "CL and TE": (
+        POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "two Content-Lengths": (POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+    "NUL in a header": (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    "16 KiB header": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 16384 + b"\r\n\r\n",
+        431,
+    ),
+    "150 headers": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: a\r\n" % i for i in range(150))
+        + b"\r\n",
+        431,
+    ),
+    "10 KiB request line": (b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "invalid chunk size": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
+    "chunked 2 MiB": (POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(CHUNKED_2_MIB), 413),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    env = {
+        "DATABASE_PATH": str(tmp / "c.db"),
+        "DATABASE_URL": "",
+        "VONAGE_API_URL": "http://127.0.0.1:9",
+        "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
+        "VONAGE_SIGNATURE_SECRET": "s" * 32,
+        "VONAGE_FROM": "Acme",
+    }
+    connector = Connector(env, workers=1, threads=2).start(tmp / "gunicorn.log")
+    yield connector
+    connector.kill()
+
+
+def exchange(port, data, timeout=5.0):
+    """Send raw bytes, read the answer until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or len(answer) < _length(answer):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def _length(answer):
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(head) + 4 + int(line.split(b":")[1])
+    return 1 << 30
+
+
+@pytest.mark.parametrize("name", list(REQUESTS))
+def test_what_the_server_refuses_is_answered_in_json(server, name):
+    data, status = REQUESTS[name]
+    answer = exchange(server.port, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), answer[:300]
+    assert b"content-type: application/json" in head.lower()
+    reply = json.loads(body)
+    assert reply["status"] == "failed" and reply["error"]
+
+
+def test_slow_clients_hold_no_thread(server):
+    """Two threads; eight clients stop halfway through a request. A gthread thread would
+    wait on each: here the event loop holds them, and /health is still answered."""
+    slow = []
+    try:
+        for i in range(8):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            if i % 2:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # head unfinished
+            else:
+                sock.sendall(POST + b"Content-Length: 100\r\n\r\n{")  # body unfinished
+            slow.append(sock)
+        time.sleep(0.3)  # let the worker take them all
+        for _ in range(3):
+            assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        slow[0].sendall(b'"to": "447700900000", "text": "hi"}'.ljust(99))  # finish one
+        answer = slow[0].recv(65536)
+        assert answer.startswith(b"HTTP/1.1 ") and b"application/json" in answer
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_port_in_use_stops_the_start_naming_it(tmp_path):
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PORT": str(port), "DATABASE_PATH": str(tmp_path / "c")},
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:  # still running: it did not stop (today's main crash-loops)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode not in (None, 0)
+    assert time.monotonic() - started < 10
+    assert f"port {port}" in stderr
+    assert "Booting worker" not in stderr
+
+
+def test_one_shared_socket_by_default(monkeypatch):
+    """SO_REUSEPORT gave each worker its own socket: a HUP reset what was queued on a stopping
+    worker's, and a second copy of the connector could bind the same port."""
+    monkeypatch.delenv("GUNICORN_REUSE_PORT", raising=False)
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["reuse_port"] is False
+    assert config["worker_class"] == "connector.worker.Worker"
+
+
+def test_a_reload_under_load_loses_no_request(server):
+    """Users open a new connection for every request while the master reloads (kill -HUP):
+    every one is answered."""
+    outcomes, stop = [], time.monotonic() + 3
+
+    def user():
+        while time.monotonic() < stop:
+            try:
+                answer = requests.get(
+                    f"{server.url}/health", headers={"Connection": "close"}, timeout=10
+                )
+                outcomes.append(answer.status_code)
+            except requests.RequestException as exc:
+                outcomes.append(type(exc).__name__)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(user) for _ in range(8)]
+        time.sleep(1)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for future in futures:
+            future.result()
+    assert outcomes and set(outcomes) == {200}, collections.Counter(outcomes)
+
+
+def test_expect_100_continue_is_answered_before_the_body(server):
+    """The loop holds the request until its body is in, so it must say `100 Continue` itself
+    to a client that waits for it (and gunicorn must not say it a second time)."""
+    body = b'{"to": "447700900000", "text": "hi"}'
+    head = POST + b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 ") and b"100 Continue" not in answer
+    assert b"application/json" in answer
+
+
+def held_by_each_worker(connector):
+    """Established connections to the connector's port, per worker process (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == connector.port and fields[3] == "01":
+            inodes.add(fields[9])
+    held = []
+    for pid in (
+        Path(f"/proc/{connector.proc.pid}/task/{connector.proc.pid}/children").read_text().split()
+    ):
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                links.append(os.readlink(fd))
+        held.append(sum(1 for link in links if link[8:-1] in inodes))
+    return sorted(held)
+
+
+def all_serving(held, workers=2):
+    return len(held) == workers and min(held) > 0
+
+
+def test_connections_opened_at_once_spread_over_the_workers(tmp_path):
+    """One shared socket: a worker takes a connection only while it holds no more than the
+    least loaded one (plus 2). Without that, whichever worker woke first took most."""
+    connector = Connector({"DATABASE_PATH": str(tmp_path / "c.db")}, workers=2, threads=4)
+    connector.start(tmp_path / "gunicorn.log")
+    socks = []
+    try:
+        # Both workers serving first (the second may still be loading the app on a busy
+        # machine): kept-alive connections until each worker holds one, then all closed.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all_serving(held_by_each_worker(connector)):
+            socks.append(socket.create_connection(("127.0.0.1", connector.port), timeout=5))
+            socks[-1].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks[-1].recv(65536)
+            time.sleep(0.05)
+        while socks:
+            socks.pop().close()
+        time.sleep(0.5)  # the workers count them gone at their next loop turn
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", connector.port), timeout=5))
+        for sock in socks:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in socks:  # every one answered (a worker that declined comes back at once)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 ")
+        held = held_by_each_worker(connector)
+    finally:
+        for sock in socks:
+            sock.close()
+        connector.kill()
+    assert len(held) == 2 and sum(held) == 40 and held[0] >= 17, held
