@@ -57,6 +57,7 @@ class _Call:
         _current.call = None
         with _WATCHDOG.lock:
             self.done = True
+            _WATCHDOG.finished()
             sockets, self._sockets = self._sockets, []
         for _, sock, owned in sockets:
             if owned:
@@ -98,7 +99,8 @@ def _track(conn, sock, owned=False):
 
 
 class _Watchdog:
-    """One thread per process that expires deadlines in order; started on first use."""
+    """One thread per process that expires deadlines in order; started when a call begins and
+    none is running, gone once no call is left (so a command leaves no thread behind)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -106,15 +108,24 @@ class _Watchdog:
         self._heap = []
         self._seq = itertools.count()
         self._thread = None
+        self._live = 0  # calls begun and not yet done
 
     def watch(self, call):
         with self.lock:
             heapq.heappush(self._heap, (call.at, next(self._seq), call))
+            self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadline", daemon=True)
                 self._thread.start()
             if self._heap[0][2] is call:
                 self._wake.notify()
+
+    def finished(self):
+        """A call is done (the lock held): with none left, the thread may end."""
+        self._live -= 1
+        if not self._live:
+            self._heap.clear()  # every entry is a done call
+            self._wake.notify()
 
     def _run(self):
         with self.lock:
@@ -122,8 +133,8 @@ class _Watchdog:
                 while self._heap and self._heap[0][2].done:
                     heapq.heappop(self._heap)
                 if not self._heap:
-                    self._wake.wait()
-                    continue
+                    self._thread = None  # the next call starts another
+                    return
                 delay = self._heap[0][0] - time.monotonic()
                 if delay > 0:
                     # At most one wake-up per 10 ms however many calls end (most end early).

@@ -62,7 +62,7 @@ class Rehearsal:
                 "threads": 8,
                 **self.overrides,
             }
-            app = create_app(settings, environ={})
+            app = self.app = create_app(settings, environ={})
             stack.callback(app.extensions["connector"].close)
             start(app)
             self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)

@@ -13,6 +13,7 @@ import time
 import click
 import requests
 
+from . import trace
 from .loopback import CUSTOMER, TO, Rehearsal
 
 
@@ -110,6 +111,26 @@ def step_accepted(r):
     check(r, [rec["status"] for rec in got] == [202], "Vonage received it")
 
 
+def step_trace(r):
+    """`flask --app app trace <trackingId>`: the first message's whole life, from the database."""
+    store = r.app.extensions["connector"].store
+    wanted = {"send", "vonage", "answer", "status", "forward"}
+    deadline = time.monotonic() + 5.0  # a step's row is written as its answer goes out
+    while True:
+        traced = trace.find(store, r.tracking_id)
+        stages = [e["stage"] for m in traced["messages"] for e in m["timeline"]] if traced else []
+        if (wanted <= set(stages) and stages.count("forward") >= 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for line in trace.lines(traced) if traced else []:
+        r.out(f"  {line}")
+    check(
+        r,
+        wanted <= set(stages) and stages.count("status") >= 2 and stages.count("forward") >= 2,
+        "the trace shows the send, Vonage's answer, both statuses and both forwards to MoEngage",
+    )
+
+
 def _reply_step(r, word, subscription):
     before = len(r.moengage.requests)
     answer = r.reply(word)
@@ -132,7 +153,7 @@ def _reply_step(r, word, subscription):
 
 
 # The walk-through, in order. A step is a function of the Rehearsal whose docstring is its
-# title; add one here (e.g. a trace of the message) and it runs, numbered, in this place.
+# title; add one here and it runs, numbered, in this place.
 STEPS = [
     step_send,
     step_submitted,
@@ -141,6 +162,7 @@ STEPS = [
     step_refused,
     step_start,
     step_accepted,
+    step_trace,
 ]
 
 

@@ -60,8 +60,9 @@ def test_rehearse_walks_through_every_step_and_leaves_nothing(rehearse, tmp_path
         "subscription OPTOUT",
         "refused 422: the number opted out",
         "subscription OPTIN",
+        "the trace shows the send, Vonage's answer, both statuses and both forwards to MoEngage",
         "Vonage received it",
-        "Rehearsal passed: 7 steps",
+        "Rehearsal passed: 8 steps",
     ]:
         assert promise in text
     assert "S3CRET" not in text  # API secret, signature secret, Data API key: all masked
