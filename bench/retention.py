@@ -21,7 +21,8 @@ from psycopg import sql
 DAY = 86400.0
 SAMPLE_EVERY = 5.0
 PRUNED = re.compile(
-    r"pruned (\d+) sends and (\d+) forwarded events in (\d+) batches, longest ([\d.]+) ms"
+    r"pruned (\d+) sends, (\d+) forwarded events and \d+ trace steps in (\d+) batches,"
+    r" longest ([\d.]+) ms"
 )
 
 
