@@ -15,7 +15,7 @@ def health():
     problems = list(ctx.settings.problems())
     try:
         ctx.store.ping()
-    except StoreUnavailable as exc:  # the file is gone or replaced: it says which, and the fix
+    except StoreUnavailable as exc:  # the file gone or replaced, no connection: says which
         problems.append(str(exc))
     except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
         problems.append(f"database does not answer: {type(exc).__name__}")

@@ -22,11 +22,12 @@ _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attem
 
 
 class StoreUnavailable(Failure):
-    """Nothing can be stored right now (the database file is gone, the disk is full): the
-    request is answered 503 with this reason (Vonage and MoEngage retry), /health names it."""
+    """Nothing can be stored right now (the database file is gone, the disk is full, no
+    PostgreSQL connection): the request is answered 503 with this reason (Vonage and MoEngage
+    retry), /health names it."""
 
-    def __init__(self, reason):
-        super().__init__(503, reason)
+    def __init__(self, reason, retry_after=None):
+        super().__init__(503, reason, retry_after=retry_after)
 
 
 def _dumps(value):

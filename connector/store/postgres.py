@@ -21,8 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import Failure
-from .base import Store
+from .base import Store, StoreUnavailable
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -41,11 +40,11 @@ APPLICATION_NAME = "vonage-sms-connector"
 CHECK_AFTER_IDLE_SECONDS = 1.0
 
 
-class DatabaseUnavailable(Failure):
+class DatabaseUnavailable(StoreUnavailable):
     """No database connection in time, or it broke: answered 503, so the caller retries."""
 
     def __init__(self, reason):
-        super().__init__(503, f"the database is unavailable: {reason}; retry later", retry_after=1)
+        super().__init__(f"the database is unavailable: {reason}; retry later", retry_after=1)
 
 
 @functools.cache
