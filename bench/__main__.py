@@ -162,14 +162,33 @@ class Gunicorn:
             return f.read().decode(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log)
+
+
+def stop_server(proc, log):
+    """Stop a gunicorn started in its own process group (TERM, then KILL after 35 s)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    log.close()
+
+
+def loadgen_spec(port, warmup, duration, **spec):
+    """What bench.loadgen reads on stdin for one connector at `port`."""
+    return {
+        "port": port,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "signature_secret": SIGNATURE_SECRET,
+        "application_id": "bench-app",
+        "warmup": warmup,
+        "duration": duration,
+        **spec,
+    }
 
 
 def percentile(values, q):
@@ -181,16 +200,7 @@ def percentile(values, q):
 
 def run_load(server, standins, spec):
     """One row: the load generator against `server`, with what everyone used meanwhile."""
-    spec = {
-        "port": server.port,
-        "api_key": API_KEY,
-        "api_secret": API_SECRET,
-        "signature_secret": SIGNATURE_SECRET,
-        "application_id": "bench-app",
-        "warmup": ARGS.warmup,
-        "duration": ARGS.duration,
-        **spec,
-    }
+    spec = loadgen_spec(server.port, ARGS.warmup, ARGS.duration, **spec)
     standins.reset()
     server.reset_peak_rss()
     log_offset = server.log_size()
@@ -560,19 +570,7 @@ def run_pair(servers, standins, spec, conn, name):
     for server in servers:
         server.reset_peak_rss()
     cpu_before = sum(s.cpu_seconds() for s in servers), cpu_seconds(standins.proc.pid)
-    specs = [
-        {
-            "port": server.port,
-            "api_key": API_KEY,
-            "api_secret": API_SECRET,
-            "signature_secret": SIGNATURE_SECRET,
-            "application_id": "bench-app",
-            "warmup": ARGS.warmup,
-            "duration": ARGS.duration,
-            **spec,
-        }
-        for server in servers
-    ]
+    specs = [loadgen_spec(server.port, ARGS.warmup, ARGS.duration, **spec) for server in servers]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen"],

@@ -32,6 +32,8 @@ from bench.__main__ import (
     cpu_seconds,
     free_port,
     http,
+    loadgen_spec,
+    stop_server,
 )
 
 OUT = ROOT / "bench" / "out"
@@ -81,29 +83,11 @@ class Server:
         raise RuntimeError("gunicorn did not start; see bench/out/")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log)
 
 
 def sends_per_second(server, seconds):
-    spec = {
-        "port": server.port,
-        "api_key": API_KEY,
-        "api_secret": API_SECRET,
-        "signature_secret": SIGNATURE_SECRET,
-        "application_id": "bench-app",
-        "warmup": 2,
-        "duration": seconds,
-        "mode": "closed",
-        "concurrency": 64,
-        "weights": {"send": 1},
-    }
+    spec = loadgen_spec(server.port, 2, seconds, mode="closed", concurrency=64, weights={"send": 1})
     pids = [server.proc.pid, *children(server.proc.pid)]
     cpu_before = sum(cpu_seconds(p) for p in pids)
     out = subprocess.run(
