@@ -16,6 +16,7 @@ from .services import services
 from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
+from .utc import when
 
 PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
 
@@ -42,14 +43,10 @@ def require(*variables):
         raise click.ClickException("; ".join(found))
 
 
-def _when(epoch):
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _print_pending(rows):
     for event_id, target, attempts, error, created in rows:
         click.echo(
-            f"#{event_id} {target} since {_when(created)}, {attempts} tries"
+            f"#{event_id} {target} since {when(created)}, {attempts} tries"
             f"{': ' + error if error else ''}"
         )
 
@@ -93,7 +90,7 @@ def _report_push(store, event_id, target, outcome):
         click.echo(f"#{event_id} {target}: no longer pending, the connector forwarded it meanwhile")
     elif outcome == outbox.BUSY:
         lease = store.event_lease(event_id)
-        until = f" until {_when(lease[1])}" if lease and lease[1] else ""
+        until = f" until {when(lease[1])}" if lease and lease[1] else ""
         click.echo(
             f"#{event_id} {target}: NOT sent, a connector worker holds it{until} (forwarding "
             "it, or it died doing so); run push again after that if it is still pending"
@@ -125,7 +122,7 @@ def optouts_command():
     waiting = ctx.store.pending_syncs()
     for number, event_ts, synced in rows:
         state = _sync_state(ctx, number in waiting, synced)
-        click.echo(f"{phone.mask(number)} since {_when(event_ts)}, {state}")
+        click.echo(f"{phone.mask(number)} since {when(event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
 
 
@@ -176,7 +173,7 @@ def optin_command(number, force):
         if not force:
             click.echo(
                 f"{masked} stays opted out: its STOP carries Vonage's timestamp "
-                f"{_when(stored[1])}, later than this machine's clock ({_when(now)}), and the "
+                f"{when(stored[1])}, later than this machine's clock ({when(now)}), and the "
                 "later one wins. Check the clock, or run `optin --force` with the number to "
                 "opt it in anyway"
             )

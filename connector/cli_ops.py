@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from . import doctor, report, trace
 from .services import services
+from .utc import when
 
 
 @click.command("trace")
@@ -69,10 +70,6 @@ def _moment(value):
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _when(epoch):
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 @click.command("report")
 @click.option("--since", help="ISO 8601 start (default: 24 hours ago).")
 @click.option("--until", help="ISO 8601 end (default: now).")
@@ -88,7 +85,7 @@ def report_command(since, until, campaign, as_json):
     if as_json:
         click.echo(json.dumps(built, indent=2))
         return
-    for line in report.lines(built, _when):
+    for line in report.lines(built, when):
         click.echo(line)
 
 

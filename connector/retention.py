@@ -8,13 +8,13 @@ import logging
 import threading
 import time
 from collections import namedtuple
-from datetime import UTC, datetime
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from .services import services
+from .utc import when
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -120,10 +120,6 @@ def init_app(app):
     app.after_request(app.extensions["pruner"].after_request)
 
 
-def _when(epoch):
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 @click.command("prune")
 @click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
 @with_appcontext
@@ -133,7 +129,7 @@ def prune_command(dry_run):
     ctx = services()
     now = time.time()
     edge = cutoff(ctx.settings, now)
-    click.echo(f"RETENTION_DAYS={ctx.settings.retention_days:g}: older than {_when(edge)}")
+    click.echo(f"RETENTION_DAYS={ctx.settings.retention_days:g}: older than {when(edge)}")
     if dry_run:
         found = ctx.store.prunable(edge, now)
         click.echo(f"would remove {found.sends} sends and {found.events} forwarded events")

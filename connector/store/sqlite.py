@@ -13,9 +13,9 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from urllib.request import pathname2url
 
+from ..utc import when
 from .base import Store, StoreUnavailable
 from .group_commit import GroupCommit
 from .migrations import migrate
@@ -243,7 +243,7 @@ class SqliteStore(Store):
         found = []
         if self._failing:
             since, reason = self._failing
-            found.append(f"{reason} (since {_when(since)})")
+            found.append(f"{reason} (since {when(since)})")
         try:
             disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
         except OSError:
@@ -273,7 +273,3 @@ class SqliteStore(Store):
 
     def describe(self):
         return f"sqlite:{self.path}"
-
-
-def _when(epoch):
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")

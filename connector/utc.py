@@ -1,0 +1,8 @@
+"""Times as the commands and /health print them: UTC, to the second."""
+
+from datetime import UTC, datetime
+
+
+def when(epoch):
+    """`2026-11-23 10:00:00Z` for an epoch time."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
