@@ -128,7 +128,6 @@ def send(services, req, api_key, api_secret):
     )
     credentials.check_allowed(settings, api_key)
     pair = credentials.pair_hash(api_key, api_secret)
-    events = []
     key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
     if req.client_ref:  # remembered before keys included the secret
         legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
@@ -161,9 +160,9 @@ def send(services, req, api_key, api_secret):
                 claim.status,
             )
             observe.sent(services, req, claim.status, claim.answer, started, replay=True)
-            return _answer(claim.status, claim.answer, events=events)
+            return _answer(claim.status, claim.answer)
         if claim.kind == "wait":
-            return _join(store, key, started + settings.vonage_timeout + 0.25, req, events)
+            return _join(store, key, started + settings.vonage_timeout + 0.25, req)
     accepted = False  # did Vonage accept this caller's key and secret?
     try:
         message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
@@ -191,8 +190,7 @@ def send(services, req, api_key, api_secret):
     observe.sent(services, req, status, answer, started)
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
-    if accepted:
-        events = _accepted(services, req, pair)
+    events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
 
 
@@ -248,20 +246,19 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     return message_uuid
 
 
-def _join(store, key, deadline, req, events):
+def _join(store, key, deadline, req):
     """An identical send is with Vonage now: answer with its outcome instead of sending again."""
     log.info("send to=%s waits for an identical send in flight", phone.mask(req.to))
     while time.monotonic() < deadline:
         outcome = store.send_outcome(key)
         if outcome and outcome[1] != "pending":
-            return _answer(outcome[2], outcome[3], events=events)
+            return _answer(outcome[2], outcome[3])
         time.sleep(POLL_SECONDS)
     return _answer(
         504,
         Failure(
             504, "an identical send is still waiting for Vonage; this one was not sent again"
         ).answer(),
-        events=events,
     )
 
 
