@@ -1,26 +1,29 @@
-"""The pooled `requests.Session` each outside client uses, one per worker process, and the
-deadline that bounds a whole call through it.
+"""The pooled HTTP client each outside client uses, one per worker process, and the deadline
+that bounds a whole call through it.
 
-requests' read timeout bounds each socket read, not the answer: a server sending one byte every
+A read timeout bounds each socket read, not the answer: a server sending one byte every
 0.3 s holds a call for as long as it likes. `Deadline` closes the call's socket when its time is
 up, whatever phase it is in (TLS handshake, status line, headers, body), so the blocked read
 ends at once; a watchdog thread per process does the closing.
 """
 
+import base64
 import heapq
 import itertools
+import json
 import os
 import socket
 import threading
 import time
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies, select_proxy
+import urllib3
+from requests.certs import where as default_ca_bundle
+from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+USER_AGENT = "vonage-sms-connector"
 WAKE_GRANULARITY = 0.01  # seconds a deadline may be enforced late
 _current = threading.local()  # .call: the Deadline this thread runs under, if any
 
@@ -191,56 +194,93 @@ class _HTTPSPool(HTTPSConnectionPool):
 POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-class _DeadlineAdapter(HTTPAdapter):
-    """An HTTPAdapter whose pools (direct and through an HTTP proxy) make tracked connections."""
+class Client:
+    """Keep-alive connections to a few fixed URLs from up to `pool_size` threads at once,
+    through urllib3 itself (requests' own transport).
 
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = POOL_CLASSES
-        return manager
-
-
-def pooled_session(pool_size, *urls):
-    """A Session for calls to `urls` from up to `pool_size` threads at once.
-
-    requests re-reads the environment (proxies, no_proxy, CA bundle, ~/.netrc) on every call,
-    a fifth of a send's CPU under load (bench/RESULTS.md); it is read here once instead: for
-    each URL's host, the proxy requests would pick for it. Our calls carry their own auth or
-    need none, so .netrc is left out.
+    requests costs about twice urllib3's CPU per call (preparing, merging settings, hooks,
+    cookies: 1.2 ms against 0.5-0.7 ms a call, bench/RESULTS.md), and a send makes one call, a
+    webhook one more. What requests did for us is done here once: the proxy the environment
+    names for each URL's host (HTTP(S)_PROXY, NO_PROXY, as requests reads them), the CA bundle
+    (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's, as requests), Basic auth. Never a
+    retry or a redirect: the callers decide both. Our calls carry their own auth or need none,
+    so ~/.netrc is left out.
     """
-    session = requests.Session()
-    session.trust_env = False
-    for url in urls:
+
+    def __init__(self, pool_size, *urls):
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        bundle = bundle or default_ca_bundle()
+        options = {
+            "num_pools": 4,
+            "maxsize": pool_size,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle,
+        }
+        self._direct = _tracked(urllib3.PoolManager(**options))
+        self._managers = {}  # (scheme, host) -> the manager its calls go through
+        proxies = {}
+        for url in urls:
+            parts = urlsplit(url)
+            proxy = select_proxy(url, get_environ_proxies(url))
+            if proxy and proxy not in proxies:
+                proxies[proxy] = _tracked(_proxy_manager(proxy, options))
+            self._managers[(parts.scheme, parts.hostname)] = proxies[proxy] if proxy else None
+
+    def request(self, method, url, body=None, headers=None, auth=None, timeout=(None, None)):
+        """The response once its status and headers are in, its body still to `read()`.
+        `body` a dict is sent as JSON; `timeout` is (connect, read) seconds; urllib3's errors
+        (`urllib3.exceptions.HTTPError`) are raised as they come."""
+        headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        if isinstance(body, dict):
+            body = json.dumps(body, allow_nan=False).encode()
+            headers["Content-Type"] = "application/json"
+        if auth:
+            headers["Authorization"] = _basic(*auth)
         parts = urlsplit(url)
-        proxy = select_proxy(url, get_environ_proxies(url))
-        session.proxies[f"{parts.scheme}://{parts.hostname}"] = proxy  # None: no proxy
-    session.verify = (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    )
-    adapter = _DeadlineAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+        manager = self._managers.get((parts.scheme, parts.hostname)) or self._direct
+        return manager.urlopen(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            retries=False,
+            redirect=False,
+            preload_content=False,
+        )
 
 
-class ProcessSession:
-    """`pooled_session(pool_size, *urls)`, made on first use in each process: gunicorn forks
-    workers after the app is built, and a socket must never be shared across the fork."""
+def _tracked(manager):
+    manager.pool_classes_by_scheme = POOL_CLASSES
+    return manager
+
+
+def _proxy_manager(proxy, options):
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    username, password = get_auth_from_url(proxy)
+    headers = {"Proxy-Authorization": _basic(username, password)} if username else None
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+
+
+def _basic(username, password):
+    token = f"{username}:{password}".encode("latin-1")
+    return f"Basic {base64.b64encode(token).decode()}"
+
+
+class ProcessClient:
+    """`Client(pool_size, *urls)`, made on first use in each process: gunicorn forks workers
+    after the app is built, and a socket must never be shared across the fork."""
 
     def __init__(self, pool_size, *urls):
         self.pool_size, self.urls = pool_size, urls
-        self._session, self._pid = None, None
+        self._client, self._pid = None, None
         self._lock = threading.Lock()
 
     def get(self):
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._session = pooled_session(self.pool_size, *self.urls)
+                    self._client = Client(self.pool_size, *self.urls)
                     self._pid = os.getpid()
-        return self._session
+        return self._client

@@ -5,9 +5,9 @@ Every call, its tries and MoEngage's whole answer included, ends within MOENGAGE
 import logging
 import time
 
-import requests
+from urllib3.exceptions import HTTPError
 
-from .httppool import Deadline, ProcessSession
+from .httppool import Deadline, ProcessClient
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05
@@ -29,7 +29,7 @@ class MoEngageClient:
         self.track_user_url = f"{data_api_base}/v1/customer/{workspace_id}"
         self.data_api_auth = (workspace_id, data_api_key)
         self.timeout = timeout
-        self._http = ProcessSession(pool_size, delivery_url, self.track_user_url).get
+        self._http = ProcessClient(pool_size, delivery_url, self.track_user_url).get
 
     def _post(self, url, payload, auth=None, retries=0):
         """POST; 2xx or NotAccepted. `retries` more tries after a 429, a 5xx or no answer, and
@@ -53,16 +53,15 @@ class MoEngageClient:
         remaining = max(deadline.remaining(), 0.001)
         try:
             with deadline.watch() as call:
-                response = self._http().post(
+                response = self._http().request(
+                    "POST",
                     url,
-                    json=payload,
+                    body=payload,
                     auth=auth,
                     timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
-                    allow_redirects=False,
-                    stream=True,
                 )
-                response.content  # noqa: B018 - read (for the connection's reuse) in time
-        except requests.RequestException as exc:
+                response.read()  # for the connection's reuse, in time
+        except (HTTPError, OSError) as exc:
             if call.expired:
                 reason = f"no answer from MoEngage within {self.timeout:g} s"
             else:
@@ -70,7 +69,7 @@ class MoEngageClient:
             if response is None:
                 return None, reason
             response.close()  # the status came: MoEngage's verdict, whatever became of the rest
-        return response.status_code, f"MoEngage answered {response.status_code}"
+        return response.status, f"MoEngage answered {response.status}"
 
     def post_event(self, payload):
         """POST one event to the delivery tracking URL, exactly as configured (query included)."""

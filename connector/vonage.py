@@ -12,15 +12,16 @@ import time
 from collections import namedtuple
 from email.utils import parsedate_to_datetime
 
-import requests
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError
+from urllib3.exceptions import TimeoutError as TimedOut
 
 from . import trail
 from .errors import Failure
-from .httppool import Deadline, ProcessSession
+from .httppool import Deadline, ProcessClient
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmit window, as requests' docs advise
+ACCEPT_JSON = {"Accept": "application/json"}
 SERVER_RETRY_PAUSE = 0.2
 MAX_TRIES = 3  # requests to Vonage per send, whatever it answers
 MIN_RETRY_PAUSE = 0.5  # the least pause after a 429, whatever its Retry-After says
@@ -95,12 +96,12 @@ def _retry_after(response, default=1):
 
 
 class VonageClient:
-    """One pooled `requests.Session` per process, shared by the worker's threads."""
+    """One pooled HTTP client per process (httppool.py), shared by the worker's threads."""
 
     def __init__(self, base_url, pool_size=10, account_url=None):
         self.url = f"{base_url.rstrip('/')}/v1/messages"
         self.balance_url = f"{(account_url or base_url).rstrip('/')}/account/get-balance"
-        self._http = ProcessSession(pool_size, self.url, self.balance_url).get
+        self._http = ProcessClient(pool_size, self.url, self.balance_url).get
 
     def send(self, api_key, api_secret, message, timeout):
         """POST the message; return Vonage's message_uuid or raise VonageError.
@@ -149,32 +150,31 @@ class VonageClient:
         response, remaining = None, max(deadline.remaining(), 0.01)
         try:
             with deadline.watch() as call:
-                response = self._http().post(
+                response = self._http().request(
+                    "POST",
                     self.url,
-                    json=message,
+                    body=message,
                     auth=(api_key, api_secret),
-                    headers={"Accept": "application/json"},
+                    headers=ACCEPT_JSON,
                     timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
-                    allow_redirects=False,
-                    stream=True,
                 )
-                body = response.content
+                body = response.read()
             if call.expired:  # http.client takes a stream cut inside the headers for their end
                 raise _Cut()
-        except (requests.RequestException, _Cut) as exc:
+        except (HTTPError, OSError, _Cut) as exc:
             if response is not None:  # the status came, the whole answer did not
                 response.close()
-                if call.expired and 200 <= response.status_code < 300:
+                if call.expired and 200 <= response.status < 300:
                     raise VonageError(
                         504,
                         f"Vonage took the message but did not finish its answer within "
                         f"{timeout:g} s; the SMS may have been sent",
                         remember=True,
                     ) from None
-                return Answer(response.status_code, response.headers, None, response.reason)
+                return Answer(response.status, response.headers, None, response.reason)
             if _never_sent(exc) or (call.expired and not call.sent):
                 raise _NeverSent() from None
-            if call.expired or isinstance(exc, requests.Timeout):
+            if call.expired or isinstance(exc, (TimedOut, TimeoutError)):
                 # Vonage has the request and may have sent it. Never retried.
                 raise VonageError(
                     504,
@@ -187,7 +187,7 @@ class VonageClient:
                 "the connection to Vonage broke before it answered; the SMS may have been sent",
                 remember=True,
             ) from None
-        return Answer(response.status_code, response.headers, body, response.reason)
+        return Answer(response.status, response.headers, body, response.reason)
 
     def check_credentials(self, api_key, api_secret, timeout):
         """Return if Vonage's Account API accepts the key and secret (GET
@@ -197,22 +197,21 @@ class VonageClient:
         response = None
         try:
             with deadline.watch() as call:
-                response = self._http().get(
+                response = self._http().request(
+                    "GET",
                     self.balance_url,
                     auth=(api_key, api_secret),
-                    headers={"Accept": "application/json"},
+                    headers=ACCEPT_JSON,
                     timeout=(min(CONNECT_TIMEOUT, max(timeout, 0.01)), max(timeout, 0.01)),
-                    allow_redirects=False,
-                    stream=True,
                 )
-                body = response.content
+                body = response.read()
                 if call.expired:
                     raise _Cut()
-        except (requests.RequestException, _Cut):
+        except (HTTPError, OSError, _Cut):
             if response is not None:
                 response.close()
             raise VonageError(502, "Vonage's Account API did not answer in time") from None
-        answer = Answer(response.status_code, response.headers, body, response.reason)
+        answer = Answer(response.status, response.headers, body, response.reason)
         if answer.status == 200:
             return
         status = ANSWER_FOR.get(answer.status) if answer.status in (401, 403) else 502
@@ -238,10 +237,7 @@ class _NeverSent(Exception):
 def _never_sent(exc):
     """True when the error proves no byte of the request reached Vonage (refused, no route,
     unknown host, connect timeout); a connection that broke later may have carried the send."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
+    return isinstance(exc, ConnectTimeoutError)  # NewConnectionError is one too
 
 
 def _message_uuid(answer):
