@@ -33,18 +33,25 @@ from datetime import UTC, datetime
 import jwt
 
 FORWARDED_AS = {"submitted": "sent", "delivered": "delivered"}
+# A connection idle this long is not reused: gunicorn closes one idle for its keep-alive (5 s),
+# and a request sent as it does so meets a reset. A careful client keeps its idle time under
+# the server's, as this one does (only the open-loop rows leave connections idle that long).
+MAX_IDLE = 4.0
 
 
 class Connection:
     def __init__(self, host, port):
         self.host, self.port = host, port
         self.reader = self.writer = None
+        self.used = time.monotonic()
 
     async def request(self, data):
         """Send one request's bytes; return the answer's status code (a 429 without
         Retry-After comes back as "429 without Retry-After", an error in every row)."""
         if self.reader is not None and self.reader.at_eof():
             self.close()  # the server closed it while idle (its keep-alive timeout)
+        if self.writer is not None and time.monotonic() - self.used > MAX_IDLE:
+            self.close()  # the server may be closing it right now: a reset, not an answer
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(data)
@@ -62,6 +69,7 @@ class Connection:
                 retry_after = True
         if length:
             await self.reader.readexactly(length)
+        self.used = time.monotonic()
         if close:
             self.close()
         if status == 429 and not retry_after:
