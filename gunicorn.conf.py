@@ -49,7 +49,23 @@ def post_worker_init(worker):
     """Each worker opens the database and logs what is misconfigured before it serves (the app
     itself opens nothing when built): a bad DATABASE_URL or a schema from a newer connector
     fails the worker's boot, and gunicorn stops, loudly."""
-    from connector import start
+    from connector import early, start
 
     if "connector" in getattr(worker.wsgi, "extensions", {}):  # not the benchmark's ceiling app
         start(worker.wsgi)
+        # With VONAGE_MAX_RPS, a send over it is refused in the worker's event loop.
+        worker.answer_early = early.answerer(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """The log line and trail rows of the last early 429s, if not yet written."""
+    from connector import trail
+
+    if getattr(worker, "answer_early", None) is not None:
+        worker.answer_early.tick(force=True)
+    ctx = getattr(worker.wsgi, "extensions", {}).get("connector")
+    if ctx is not None and ctx.store_opened:
+        try:
+            trail.flush_parked(ctx.store)
+        except Exception:  # leaving anyway; the rows are diagnosis only
+            worker.log.exception("could not write the last refused sends' trail rows")

@@ -8,6 +8,9 @@ requests for the app: gunicorn's parser does that, from the bytes read here. Any
 
 import json
 import re
+import time
+from collections import namedtuple
+from email.utils import formatdate
 from http import HTTPStatus
 
 from .payload import MAX_BODY, TOO_LARGE
@@ -55,6 +58,60 @@ def request_end(buf, max_body=MAX_BODY):
     if missing and any(v.strip().lower() == b"100-continue" for v in fields.get(b"expect", [])):
         return CONTINUE
     return verdict
+
+
+Simple = namedtuple("Simple", "method path fields body")
+
+
+def simple_request(buf):
+    """A whole request in `buf` as a `Simple` (fields: lower-case name -> its values), when it
+    is the plainest kind: HTTP/1.1, a Content-Length body or none, nothing after it, no
+    transfer or content coding, no `Expect`, no `Connection: close`. Anything else is None,
+    left to gunicorn's parser: only such a request is answered in the event loop
+    (connector/early.py), and never one whose framing a proxy might read otherwise.
+    """
+    found = _HEAD_END.search(buf, 0, MAX_HEAD + 4)
+    if found is None:
+        return None
+    head = bytes(buf[: found.start()])
+    line, _, _ = head.partition(b"\n")
+    parts = line.rstrip(b"\r").split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return None
+    fields = _fields(head)
+    if any(name in fields for name in (b"transfer-encoding", b"content-encoding", b"expect")):
+        return None
+    if any(b"close" in v.lower() for v in fields.get(b"connection", [])):
+        return None
+    lengths = fields.get(b"content-length", [b"0"])
+    if len(lengths) != 1 or not lengths[0].isdigit():
+        return None
+    body = bytes(buf[found.end() :])
+    if len(body) != int(lengths[0]):
+        return None  # a pipelined request behind it, or a body not all in
+    return Simple(parts[0].decode("latin-1"), parts[1].decode("latin-1"), fields, body)
+
+
+def answer(status, body, headers=()):
+    """A whole HTTP/1.1 answer with a JSON body that keeps the connection open."""
+    data = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"Date: {_date()}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n{extra}\r\n"
+    )
+    return head.encode("latin-1") + data
+
+
+_dated = [0, ""]  # the second and its Date header value: made once a second, not per answer
+
+
+def _date():
+    now = int(time.time())
+    if _dated[0] != now:
+        _dated[:] = [now, formatdate(now, usegmt=True)]
+    return _dated[1]
 
 
 def _fields(head):

@@ -30,6 +30,7 @@ MARGIN = 0.10
 # margin, so two sends' lateness can never differ by the whole 100 ms it covers in a second.
 LATE = MARGIN / 2
 CLOCK_STEP = 3600  # a schedule this far ahead means the clock stepped back: start afresh
+MAX_KEYS_KNOWN = 1000  # API keys whose schedule a process remembers (a team has a few)
 
 
 def _key_name(api_key):
@@ -37,12 +38,17 @@ def _key_name(api_key):
     return hashlib.sha256(api_key.encode()).hexdigest()[:24]
 
 
-def _refuse(wait):
-    raise Failure(
+def refusal(wait):
+    """The 429 for a send whose slot is `wait` s off, further than it may wait."""
+    return Failure(
         429,
         "the send rate for this Vonage API key (VONAGE_MAX_RPS) is used up; retry later",
         retry_after=max(1, math.ceil(wait)),
     )
+
+
+def _refuse(wait):
+    raise refusal(wait)
 
 
 class FileSchedule:
@@ -69,7 +75,8 @@ class FileSchedule:
         return next_free - time.time()
 
     def reserve(self, api_key, interval, max_wait):
-        """(slot, wait): the next free slot of `api_key` if at most `max_wait` s away."""
+        """(slot, wait): the next free slot of `api_key` and the seconds until it, taken if at
+        most `max_wait` s away; (None, wait) when it is further off."""
         fd = os.open(
             os.path.join(self.directory, _key_name(api_key)), os.O_RDWR | os.O_CREAT, 0o600
         )
@@ -85,7 +92,7 @@ class FileSchedule:
             slot = max(now, next_free)
             wait = slot - now
             if wait > max_wait:
-                _refuse(wait)
+                return None, wait
             os.pwrite(fd, repr(slot + interval).encode().ljust(64), 0)
         finally:
             os.close(fd)  # also releases the lock
@@ -154,7 +161,7 @@ class PostgresSchedule:
         )[0]
         offset = self._clock_offset(now, sent, time.time())
         if slot is None:
-            _refuse(next_free - now)
+            return None, next_free - now
         return slot, max(0.0, slot - offset - time.time())
 
     def _clock_offset(self, server_now, sent, received):
@@ -178,6 +185,9 @@ class RateLimiter:
         self._waiting = 0
         self._lock = threading.Lock()
         self.late = 0  # slots given up because this process woke too late for them
+        # API key -> monotonic time before which its schedule surely has no free slot: what
+        # this process last learned of it. Slots are only ever taken, so it stays true.
+        self._full_until = {}
         self.schedule = None
         if self.interval:
             self.schedule = PostgresSchedule(store) if store else FileSchedule(instance_id)
@@ -202,6 +212,10 @@ class RateLimiter:
             max_wait = 0.0
         while True:
             slot, wait = self.schedule.reserve(api_key, self.interval, max_wait)
+            if slot is None:
+                self._learn(api_key, wait)
+                _refuse(wait)
+            self._learn(api_key, wait + self.interval)  # the next slot is one interval on
             if wait <= 0:
                 return slot
             due = time.monotonic() + wait
@@ -220,8 +234,31 @@ class RateLimiter:
         if self._waiting >= self.max_waiting:
             max_wait = 0.0
         wait = self.schedule.peek(api_key)
+        self._learn(api_key, wait)
         if max_wait < wait < CLOCK_STEP:
             _refuse(wait)
+
+    def known_wait(self, api_key, max_wait):
+        """The wait `check` would refuse now, if this process already knows it is over
+        `max_wait` without asking the schedule; else None. No I/O: the worker's event loop
+        asks it (connector/early.py)."""
+        full_until = self._full_until.get(api_key)
+        if not self.interval or full_until is None:
+            return None
+        if self._waiting >= self.max_waiting:
+            max_wait = 0.0
+        wait = full_until - time.monotonic()
+        return wait if max_wait < wait < CLOCK_STEP else None
+
+    def _learn(self, api_key, wait):
+        """The schedule of `api_key` has no free slot for `wait` s from now."""
+        if not 0 < wait < CLOCK_STEP:
+            return
+        until = time.monotonic() + wait
+        if until > self._full_until.get(api_key, 0.0):
+            if len(self._full_until) > MAX_KEYS_KNOWN:
+                self._full_until.clear()
+            self._full_until[api_key] = until
 
     def _sleep(self, seconds):
         with self._lock:

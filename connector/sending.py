@@ -138,9 +138,9 @@ def send(services, req, api_key, api_secret):
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
         try:
-            services.limiter.check(api_key, max_wait=_max_wait(settings, started))
+            services.limiter.check(api_key, max_wait=max_wait_for_slot(settings, started))
         except Failure as failure:
-            _log_failure(req, failure)
+            log_failure(req, failure)
             observe.sent(services, req, failure.status, failure.answer(), started)
             return _answer(failure.status, failure.answer(), failure.retry_after)
     if key:
@@ -173,7 +173,7 @@ def send(services, req, api_key, api_secret):
         accepted = isinstance(failure, OptedOut)  # told only once the pair was confirmed
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
-        _log_failure(req, failure)
+        log_failure(req, failure)
     except Exception:
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
@@ -211,12 +211,12 @@ def _accepted(services, req, pair):
     )
 
 
-def _max_wait(settings, started):
+def max_wait_for_slot(settings, started):
     """How long a send may wait for its rate slot: until 1 s before VONAGE_TIMEOUT."""
     return settings.vonage_timeout - (time.monotonic() - started) - 1.0
 
 
-def _log_failure(req, failure):
+def log_failure(req, failure):
     log.warning("send to=%s failed: %s %s", phone.mask(req.to), failure.status, failure.reason)
 
 
@@ -230,7 +230,7 @@ def _send_once(services, req, api_key, api_secret, pair, started):
             "the recipient opted out (replied STOP); not sent. A START reply "
             "or `flask --app app optin` opts them back in",
         )
-    services.limiter.acquire(api_key, max_wait=_max_wait(settings, started))
+    services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
     message = build_message(
         req.to,
         req.sender,

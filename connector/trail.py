@@ -4,7 +4,9 @@ A step is queued per thread by `note()` and written by the next transaction that
 commits (observe.py wraps the store's `transaction()`), so a send's row rides the transaction
 that records its answer and a status's row the one that leases its forward: recording adds no
 commit to the hot path. What is still queued when the request's answer has gone out (a
-replayed send, an ignored status) is written then, in a transaction of its own (`flush`).
+replayed send, an ignored status) is written then, in a transaction of its own (`flush`). A
+429 the worker answers early has no thread of its own: its row is parked for the next
+transaction of any thread (`park`).
 
 Stages and their `detail`: `send` (the request, Vonage's answer and ours, in one row),
 `status` (a verified Vonage status and what became of it), `forward` and `sync` (one attempt
@@ -13,12 +15,16 @@ opt-out/opt-in it decided), `subscription` (one made by hand). Rows hold full nu
 `trace --json --unmask` shows them.
 """
 
+import collections
 import json
 import re
 import threading
 import time
 
 _local = threading.local()
+# Rows parked by `park()`, written by the next transaction of any thread; bounded, as they wait
+# only for the next send or webhook (a refused send's row is diagnosis, never an event).
+_parked = collections.deque(maxlen=10_000)
 _INSERT = (
     "INSERT INTO trail (at, stage, message_uuid, ref, number, detail) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -53,11 +59,30 @@ def drop():
     _local.vonage = None
 
 
+def park():
+    """Hand this thread's queued rows to whichever thread commits next: for a request answered
+    where no transaction follows (connector/early.py's 429s, in the worker's event loop)."""
+    rows, _local.rows = getattr(_local, "rows", None) or [], []
+    _parked.extend(rows)
+
+
 def write(tx):
-    rows = getattr(_local, "rows", None)
+    rows = getattr(_local, "rows", None) or []
+    _local.rows = []
+    while _parked:
+        try:
+            rows.append(_parked.popleft())
+        except IndexError:  # another thread took the last one
+            break
     if rows:
-        _local.rows = []
         tx.executemany(_INSERT, rows)
+
+
+def flush_parked(store):
+    """Write the parked rows now (a worker about to exit)."""
+    if _parked:
+        with store.transaction() as tx:
+            write(tx)
 
 
 def flush(store):

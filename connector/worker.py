@@ -57,6 +57,9 @@ class Worker(ThreadWorker):
         self.reading = deque()  # connections being read, oldest first (all share READ_TIMEOUT)
         self.draining = deque()  # refused connections, read and dropped until they close
         self.buffered = 0  # bytes held in the inboxes of self.reading
+        # f(raw request) -> an answer's bytes or None; set by gunicorn.conf.py's
+        # post_worker_init from the app (connector/early.py), None for any other app.
+        self.answer_early = getattr(self, "answer_early", None)
         super().init_process()
 
     def notify(self):
@@ -163,10 +166,41 @@ class Worker(ThreadWorker):
             return False
         self._stop_reading(conn)
         if verdict == framing.READY:
-            conn.data_ready = True
-            super().enqueue_req(conn)
+            if not self._answer_early(conn):
+                conn.data_ready = True
+                super().enqueue_req(conn)
         else:
             self._refuse(conn, *verdict)
+        return True
+
+    def _answer_early(self, conn):
+        """Answer here what the app can refuse without a thread (connector/early.py: a send
+        over VONAGE_MAX_RPS), then wait for the connection's next request as gthread does
+        after one. False: the request goes to a thread."""
+        if self.answer_early is None or not self.alive or not self.cfg.keepalive:
+            return False
+        if len(self.keepalived_conns) >= self.max_keepalived:
+            return False  # gthread would close it after the answer: let it
+        try:
+            response = self.answer_early(conn.inbox)
+        except Exception:  # the route answers whatever this could not
+            self.log.exception("Answering early failed; the request goes to the app")
+            return False
+        if response is None:
+            return False
+        conn.inbox = None
+        try:
+            sent = conn.sock.send(response)  # a few hundred bytes: the socket takes them whole
+        except OSError:
+            sent = 0
+        if sent != len(response):
+            self._close(conn)
+            return True
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+        )
         return True
 
     def _stop_reading(self, conn):
@@ -179,8 +213,11 @@ class Worker(ThreadWorker):
             pass
 
     def murder_pending(self):
-        """Called by gthread's loop every second at most: also end requests read too slowly."""
+        """Called by gthread's loop at every turn (at least once a second): also end requests
+        read too slowly, and let the early answers log what they held back."""
         super().murder_pending()
+        if self.answer_early is not None:
+            self.answer_early.tick()
         now = time.monotonic()
         while self.reading and self.reading[0].read_deadline <= now:
             conn = self.reading[0]
