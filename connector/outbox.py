@@ -51,7 +51,7 @@ def forward(services, event_id, wait=0.0):
     while True:
         lease = store.lease_event(event_id, time.time(), lease_seconds(services.settings))
         if lease.outcome == "leased":
-            return _post(services, lease)
+            return post(services, lease)
         if lease.outcome != "busy":
             return DONE
         if not _holder_finished(store, event_id, deadline):
@@ -70,7 +70,8 @@ def _holder_finished(store, event_id, deadline):
     return False
 
 
-def _post(services, lease):
+def post(services, lease):
+    """Post the event `lease` holds: SENT, or FAILED (it stays pending)."""
     event = lease.event
     try:
         status = services.moengage.deliver(event)

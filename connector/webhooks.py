@@ -66,13 +66,20 @@ def status():
         log.info("status %s of %s is not forwarded", vonage_status, uuid)
         observe.status(ctx, body, "ignored")
         return _ack("ignored")
-    outcome, event_id = ctx.store.record_status(
-        uuid, mapped, mapped in translate.FINAL, translate.delivery_event(body, mapped), time.time()
+    outcome, event_id, lease = ctx.store.record_status(
+        uuid,
+        mapped,
+        mapped in translate.FINAL,
+        translate.delivery_event(body, mapped),
+        time.time(),
+        lease=outbox.lease_seconds(ctx.settings),  # a new one is ours to forward at once
     )
     observe.status(ctx, body, outcome)
     if outcome in ("duplicate", "superseded"):
         log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
         return _ack(outcome)
+    if lease is not None:
+        return _answer_for([outbox.post(ctx, lease)])
     return _forward(ctx, [event_id])
 
 
@@ -122,7 +129,10 @@ def _number(value):
 def _forward(ctx, event_ids):
     """200 only once MoEngage has every event; otherwise 503, so Vonage redelivers."""
     # An event another worker is forwarding is waited for, as long as that forward can last.
-    outcomes = outbox.push(ctx, event_ids, wait=ctx.settings.moengage_timeout + 1).values()
+    return _answer_for(outbox.push(ctx, event_ids, wait=ctx.settings.moengage_timeout + 1).values())
+
+
+def _answer_for(outcomes):
     if outbox.FAILED in outcomes:
         error = "MoEngage did not accept the event; it is kept and forwarded on Vonage's retry"
     elif outbox.BUSY in outcomes:

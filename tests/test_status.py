@@ -196,7 +196,7 @@ def test_events_left_pending_are_swept_while_requests_arrive(make_app, moengage)
 def test_an_event_whose_worker_died_mid_forward_is_swept_once_its_lease_lapses(make_app, moengage):
     app = make_app(pending_sweep_seconds=0.2)
     client, store = app.test_client(), app.extensions["connector"].store
-    _, event_id = store.record_status(UUID, "delivered", True, {"trackingId": UUID}, time.time())
+    _, event_id, _ = store.record_status(UUID, "delivered", True, {"trackingId": UUID}, time.time())
     store.lease_event(event_id, time.time(), 0.5)  # a worker took it, then was killed
     assert wait_until(lambda: client.get("/health") and not store.pending_events())
     assert [e["trackingId"] for e in forwarded(moengage)] == [UUID]
@@ -206,7 +206,7 @@ def test_redelivery_of_an_event_another_live_worker_holds_is_answered_once_it_is
     app, moengage
 ):
     store = app.extensions["connector"].store
-    _, event_id = store.record_status(UUID, "delivered", True, status_body(), time.time())
+    _, event_id, _ = store.record_status(UUID, "delivered", True, status_body(), time.time())
     lease = store.lease_event(event_id, time.time(), 30.0)  # another worker is forwarding it
     threading.Timer(0.3, store.event_sent, (event_id, time.time())).start()
     response = webhook(app.test_client(), "/webhooks/status", status_body("delivered"))
@@ -219,7 +219,7 @@ def test_redelivery_of_an_event_a_dead_worker_holds_is_503_until_its_lease_lapse
 ):
     app = make_app(moengage_timeout=0.2)
     client, store = app.test_client(), app.extensions["connector"].store
-    _, event_id = store.record_status(UUID, "delivered", True, status_body(), time.time())
+    _, event_id, _ = store.record_status(UUID, "delivered", True, status_body(), time.time())
     store.lease_event(event_id, time.time(), 2.5)  # its worker was killed mid-forward
     held = webhook(client, "/webhooks/status", status_body("delivered"))
     assert held.status_code == 503 and "another worker" in held.json["error"]

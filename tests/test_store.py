@@ -167,7 +167,7 @@ def test_without_sync_nothing_is_queued(store):
 
 # -- the outbox --------------------------------------------------------------------------------
 def status(store, uuid, name, final=False, now=1.0):
-    return store.record_status(uuid, name, final, {"status": name, "id": uuid}, now)
+    return store.record_status(uuid, name, final, {"status": name, "id": uuid}, now)[:2]
 
 
 def test_status_is_stored_once_per_message_and_status(store):
@@ -217,6 +217,22 @@ def test_lease_is_exclusive_until_it_lapses(store):
     assert store.lease_event(event_id, 39.0, 30.0) == ("busy", None, 40.0)
     assert store.event_lease(event_id) == ("pending", 40.0)
     assert store.lease_event(event_id, 40.0, 30.0).event.attempts == 1
+
+
+def test_a_new_status_can_be_stored_already_leased_as_lease_event_would_lease_it(store):
+    payload = {"status": "delivered", "id": "m-1"}
+    outcome, event_id, lease = store.record_status("m-1", "delivered", True, payload, 10.0, 30.0)
+    assert outcome == "new" and lease.outcome == "leased" and lease.until == 40.0
+    leased_later = status(store, "m-2", "delivered", final=True)
+    read_back = store.lease_event(leased_later[1], 10.0, 30.0).event
+    assert lease.event._replace(id=0, message_uuid="", dedupe_key="") == read_back._replace(
+        id=0, message_uuid="", dedupe_key="", payload=lease.event.payload
+    )
+    assert lease.event.payload == {"trackingId": "m-1", "status": "delivered", "id": "m-1"}
+    assert store.lease_event(event_id, 39.0, 30.0) == ("busy", None, 40.0)  # ours alone
+    again = store.record_status("m-1", "delivered", True, payload, 11.0, 30.0)
+    assert again == ("pending", event_id, None)  # a redelivery leases nothing
+    assert store.lease_event(event_id, 40.0, 30.0).event.attempts == 1  # one attempt begun
 
 
 def test_failed_forward_stays_pending_and_can_be_leased_again(store):

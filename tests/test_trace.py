@@ -179,7 +179,7 @@ def test_recording_adds_no_transaction_to_a_send_or_a_status(app, moengage, monk
     assert [row["stage"] for row in trail_rows(store, uuid)] == ["send"]
     opened.clear()
     webhook(client, "/webhooks/status", status_body("delivered", uuid))
-    assert len(opened) == 3  # record_status, lease_event, event_sent
+    assert len(opened) == 2  # record_status (leasing the new event), event_sent
     assert [row["stage"] for row in trail_rows(store, uuid)] == ["send", "status", "forward"]
 
 

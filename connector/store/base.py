@@ -260,21 +260,35 @@ class Store(Retention):
             return True, self._sync_subscription(tx, key, number, state, now, sync)
 
     # -- the outbox ----------------------------------------------------------------------------
-    def _add_event(self, tx, key, message_uuid, target, payload, is_final, now):
+    def _add_event(self, tx, key, message_uuid, target, payload, is_final, now, until=None):
+        """Insert a pending event (leased until `until`, one attempt begun, if given)."""
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
-            " created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            (key, message_uuid, target, _dumps(payload), int(is_final), now),
+            " created_at, lease_until, attempts) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            (
+                key,
+                message_uuid,
+                target,
+                _dumps(payload),
+                int(is_final),
+                now,
+                until,
+                int(bool(until)),
+            ),
         )
         if not cur.rowcount:
             return []
         return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
 
-    def record_status(self, message_uuid, status, is_final, payload, now):
+    def record_status(self, message_uuid, status, is_final, payload, now, lease=None):
         """Store a delivery event for MoEngage once per (message_uuid, status).
 
-        Returns ("new" | "pending", event_id) when it is to be forwarded, ("duplicate", id) when
-        MoEngage already has it, ("superseded", None) when a final status was already forwarded.
+        Returns (outcome, event_id, lease): ("new" | "pending", id, ...) when it is to be
+        forwarded, ("duplicate", id, None) when MoEngage already has it, ("superseded", None,
+        None) when a final status was already forwarded. With `lease` (seconds, or a {target:
+        seconds} table, as `lease_event` takes), a new event is stored already leased to the
+        caller, the Lease third, so its forward takes no transaction of its own; else None.
         """
         key = f"status:{message_uuid}:{status}"
         with self.transaction() as tx:
@@ -282,20 +296,28 @@ class Store(Retention):
                 "SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock, (key,)
             ).fetchone()
             if row is not None:
-                return ("pending" if row[1] == "pending" else "duplicate"), row[0]
+                return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
             if self._final_sent(tx, message_uuid):
-                return "superseded", None
+                return "superseded", None, None
             if payload.get("trackingId") == message_uuid:  # _event() puts it back
                 payload = {k: v for k, v in payload.items() if k != "trackingId"}
-            added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now)
+            seconds = lease.get("tracking") if isinstance(lease, dict) else lease
+            until = now + seconds if seconds else None
+            added = self._add_event(
+                tx, key, message_uuid, "tracking", payload, is_final, now, until
+            )
             if added:
-                return "new", added[0]
+                if not until:
+                    return "new", added[0], None
+                # As lease_event would read it back: the attempts before this one.
+                row = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
+                return "new", added[0], Lease("leased", _event(row), until)
             # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
             # exist could not be locked); our INSERT waited for its commit, so it is visible now.
             row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
             if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
-                return "duplicate", None
-            return ("pending" if row[1] == "pending" else "duplicate"), row[0]
+                return "duplicate", None, None
+            return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
         """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
