@@ -61,9 +61,8 @@ def status():
     body = translate.require(g.body, "message_uuid", "status")
     uuid, vonage_status = body["message_uuid"], body["status"]
     mapped = translate.STATUS_MAP.get(vonage_status)
-    log.info("status verified message_uuid=%s status=%s", uuid, vonage_status)
     if mapped is None:
-        log.info("status %s of %s is not forwarded", vonage_status, uuid)
+        log.info("status %s of %s is not forwarded", vonage_status, uuid)  # its one line
         observe.status(ctx, body, "ignored")
         return _ack("ignored")
     outcome, event_id, lease = ctx.store.record_status(
