@@ -9,6 +9,7 @@ Traffic goes to 127.0.0.1 only; every process it starts is stopped before it exi
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -83,6 +84,12 @@ class StandIns:
         )
         _, vonage, moengage = self.proc.stdout.readline().split()
         self.vonage, self.moengage = (f"http://127.0.0.1:{p}" for p in (vonage, moengage))
+        # Real Vonage runs on its own machines: its clock stamps a request when it arrives,
+        # whatever our CPU does. The stand-in shares our 2 cores, and starved by a saturated
+        # connector it stamped requests in bursts (31 "in one second" that left 36 ms apart).
+        # A higher priority keeps its stamps, and its latency, close to arrival (if allowed).
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, -10)
 
     def reset(self):
         for url in (self.vonage, self.moengage):

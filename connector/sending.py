@@ -231,7 +231,7 @@ def _send_once(services, req, api_key, api_secret, pair, started):
             "the recipient opted out (replied STOP); not sent. A START reply "
             "or `flask --app app optin` opts them back in",
         )
-    services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
+    # Built before the wait for the slot, so that once the slot comes only the call is left.
     message = build_message(
         req.to,
         req.sender,
@@ -241,6 +241,7 @@ def _send_once(services, req, api_key, api_secret, pair, started):
         entity_id=req.entity_id,
         webhook_url=settings.status_webhook_url,
     )
+    services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
     remaining = settings.vonage_timeout - (time.monotonic() - started)
     message_uuid = services.vonage.send(api_key, api_secret, message, remaining)
     # One line a send, once its outcome is known: under load each line costs a lock and a
