@@ -25,6 +25,7 @@ _local = threading.local()
 # Rows parked by `park()`, written by the next transaction of any thread; bounded, as they wait
 # only for the next send or webhook (a refused send's row is diagnosis, never an event).
 _parked = collections.deque(maxlen=10_000)
+PARKED_PER_TRANSACTION = 1000  # so no one transaction grows long carrying them
 _INSERT = (
     "INSERT INTO trail (at, stage, message_uuid, ref, number, detail) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -69,7 +70,7 @@ def park():
 def write(tx):
     rows = getattr(_local, "rows", None) or []
     _local.rows = []
-    while _parked:
+    for _ in range(min(len(_parked), PARKED_PER_TRANSACTION)):
         try:
             rows.append(_parked.popleft())
         except IndexError:  # another thread took the last one
