@@ -39,7 +39,7 @@ def make_sends(store, n, now):
         body = {"message_uuid": message, "timestamp": "2026-11-23T10:00:09Z"}
         for status, final in (("sent", False), ("delivered", True)):
             payload = delivery_event(body, status)
-            _, event_id = store.record_status(message, status, final, payload, now + 1)
+            _, event_id, _ = store.record_status(message, status, final, payload, now + 1)
             store.lease_event(event_id, now + 1, 30.0)
             store.event_sent(event_id, now + 1.1)
 

@@ -27,7 +27,7 @@ def sent(store, now, n=0):
     answer = {"trackingId": message, "status": "sent"}
     store.finish_send(key, claim.token, 200, answer, now + 0.2, True, message)
     for status, final in (("sent", False), ("delivered", True)):
-        _, event_id = store.record_status(message, status, final, {"status": status}, now + 1)
+        _, event_id, _ = store.record_status(message, status, final, {"status": status}, now + 1)
         store.lease_event(event_id, now + 1, 30.0)
         store.event_sent(event_id, now + 1.1)
     return key, message
@@ -71,11 +71,11 @@ def test_a_client_ref_is_remembered_for_the_retention_then_forgotten(store):
 def test_superseded_events_go_too_but_an_event_sent_recently_stays(store):
     message = "m-1"
     store.record_status(message, "sent", False, {}, OLD)  # left pending ...
-    _, final = store.record_status(message, "delivered", True, {}, OLD)
+    _, final, _ = store.record_status(message, "delivered", True, {}, OLD)
     store.lease_event(final, OLD, 30.0)
     store.event_sent(final, OLD)  # ... then a final one was forwarded: superseded
     assert store.lease_event(final - 1, OLD, 30.0).outcome == "superseded"
-    _, late = store.record_status("m-2", "delivered", True, {}, OLD)
+    _, late, _ = store.record_status("m-2", "delivered", True, {}, OLD)
     store.lease_event(late, NOW, 30.0)
     store.event_sent(late, NOW - 60)  # pending for ten days, accepted a minute ago
     assert prune(store) == (0, 2)

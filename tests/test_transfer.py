@@ -18,9 +18,9 @@ def old(tmp_path):
     store.remember_contact("447700900001", "user-1", 1.0, sync=False)
     claim = store.claim_send("ref:1", 10.0, None, 9.0, "447700900001")
     store.finish_send("ref:1", claim.token, 200, OK, 11.0, remember=True, message_uuid="uuid-1")
-    _, sent_id = store.record_status("uuid-1", "delivered", True, {"status": "delivered"}, 12.0)
+    _, sent_id, _ = store.record_status("uuid-1", "delivered", True, {"status": "delivered"}, 12.0)
     store.event_sent(sent_id, 13.0)
-    _, pending_id = store.record_status("uuid-2", "failed", True, {"status": "failed"}, 14.0)
+    _, pending_id, _ = store.record_status("uuid-2", "failed", True, {"status": "failed"}, 14.0)
     store.lease_event(pending_id, 15.0, 3600.0)
     yield store
     store.close()
@@ -63,7 +63,7 @@ def test_newer_subscriptions_and_contacts_win_either_way(old, store):
 
 
 def test_copied_events_get_ids_after_the_targets_own(old, store):
-    _, own_id = store.record_status("uuid-9", "delivered", True, {}, 1.0)
+    _, own_id, _ = store.record_status("uuid-9", "delivered", True, {}, 1.0)
     copy_sqlite(old.path, store)
     ids = [row[0] for row in store.pending_events()]
     assert ids[0] == own_id and len(ids) == 2 and ids[1] > own_id
