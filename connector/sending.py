@@ -245,7 +245,7 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     remaining = settings.vonage_timeout - (time.monotonic() - started)
     message_uuid = services.vonage.send(api_key, api_secret, message, remaining)
     # One line a send, once its outcome is known: under load each line costs a lock and a
-    # write, and two a send were about a twentieth of its CPU (bench/RESULTS.md).
+    # write, and two a send were 6-8 % of its CPU (bench/RESULTS.md).
     log.info(
         "send to=%s campaign=%s client_ref=%s: vonage accepted message_uuid=%s",
         phone.mask(req.to),

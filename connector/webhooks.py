@@ -62,7 +62,7 @@ def status():
     uuid, vonage_status = body["message_uuid"], body["status"]
     mapped = translate.STATUS_MAP.get(vonage_status)
     if mapped is None:
-        log.info("status %s of %s is not forwarded", vonage_status, uuid)  # its one line
+        log.info("status %s of %s is not forwarded", vonage_status, uuid)
         observe.status(ctx, body, "ignored")
         return _ack("ignored")
     outcome, event_id, lease = ctx.store.record_status(
