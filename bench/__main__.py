@@ -205,14 +205,8 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q / 100 * len(values)))]
 
 
-def run_load(server, standins, spec):
-    """One row: the load generator against `server`, with what everyone used meanwhile."""
-    # A part may set its own warm-up and duration (retention's turns do).
-    spec = loadgen_spec(server.port, **{"warmup": ARGS.warmup, "duration": ARGS.duration, **spec})
-    standins.reset()
-    server.reset_peak_rss()
-    log_offset = server.log_size()
-    cpu_before = server.cpu_seconds(), cpu_seconds(standins.proc.pid)
+def run_loadgen(spec):
+    """bench.loadgen, in its own process, given `spec` (see loadgen_spec): its JSON result."""
     loadgen = subprocess.run(
         [sys.executable, "-m", "bench.loadgen"],
         cwd=ROOT,
@@ -221,7 +215,18 @@ def run_load(server, standins, spec):
         capture_output=True,
         text=True,
     )
-    result = json.loads(loadgen.stdout)
+    return json.loads(loadgen.stdout)
+
+
+def run_load(server, standins, spec):
+    """One row: the load generator against `server`, with what everyone used meanwhile."""
+    # A part may set its own warm-up and duration (retention's turns do).
+    spec = loadgen_spec(server.port, **{"warmup": ARGS.warmup, "duration": ARGS.duration, **spec})
+    standins.reset()
+    server.reset_peak_rss()
+    log_offset = server.log_size()
+    cpu_before = server.cpu_seconds(), cpu_seconds(standins.proc.pid)
+    result = run_loadgen(spec)
     wall = result["wall_seconds"]
     result["connector_cpu_seconds"] = server.cpu_seconds() - cpu_before[0]
     result["connector_cpu"] = result["connector_cpu_seconds"] / wall

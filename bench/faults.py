@@ -33,6 +33,7 @@ from bench.__main__ import (
     free_port,
     http,
     loadgen_spec,
+    run_loadgen,
     stop_server,
 )
 
@@ -90,15 +91,7 @@ def sends_per_second(server, seconds):
     spec = loadgen_spec(server.port, 2, seconds, mode="closed", concurrency=64, weights={"send": 1})
     pids = [server.proc.pid, *children(server.proc.pid)]
     cpu_before = sum(cpu_seconds(p) for p in pids)
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen"],
-        cwd=ROOT,
-        check=True,
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-    )
-    result = json.loads(out.stdout)
+    result = run_loadgen(spec)
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
     answered = sum(result["codes"]["send"].values())
     server.cpu_ms_per_send = cpu * 1000 / max(answered, 1)
