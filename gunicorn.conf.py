@@ -59,13 +59,11 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """The log line and trail rows of the last early 429s, if not yet written."""
-    from connector import trail
-
     if getattr(worker, "answer_early", None) is not None:
         worker.answer_early.tick(force=True)
     ctx = getattr(worker.wsgi, "extensions", {}).get("connector")
     if ctx is not None and ctx.store_opened:
         try:
-            trail.flush_parked(ctx.store)
+            ctx.store.flush_journal(force=True)
         except Exception:  # leaving anyway; the rows are diagnosis only
             worker.log.exception("could not write the last refused sends' trail rows")

@@ -5,6 +5,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from . import cli, dispatch, health, request_hooks, webhooks
 from .config import load_settings
 from .errors import Failure
 from .payload import MAX_BODY, TOO_LARGE
@@ -25,14 +26,11 @@ def create_app(config=None, environ=None):
     app.json.sort_keys = False
     app.extensions["connector"] = build_services(settings)
 
-    from . import cli, dispatch, health, observe, retention, webhooks
-
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
-    cli.init_app(app)
-    observe.init_app(app)
-    retention.init_app(app)
+    request_hooks.init_app(app)
+    cli.init_app(app, make_app=lambda overrides: start(create_app(overrides, environ={})))
     register_error_handlers(app)
     return app
 

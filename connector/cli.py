@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
-from . import outbox, phone
-from .rehearsal import rehearse_command
+from . import cli_ops, outbox, phone, rehearsal, trail
+from .command_context import services
 from .replay import sign_webhook_command
-from .retention import prune_command
-from .services import services
+from .retention import cutoff, prune
 from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
@@ -185,6 +184,7 @@ def optin_command(number, force):
     if not applied:
         click.echo(f"{masked} stays opted out: a newer opt-out arrived meanwhile")
         raise SystemExit(1)
+    trail.note("subscription", None, None, number, state=OPTIN, by="hand")  # written as it ends
     click.echo(f"{masked} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
@@ -221,6 +221,48 @@ def copy_sqlite(path):
     click.echo("Rows the database already had, or had newer, were kept as they were.")
 
 
+@click.command("prune")
+@click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
+@with_appcontext
+def prune_command(dry_run):
+    """Remove sends and forwarded events older than RETENTION_DAYS now (the web workers also
+    do this by themselves every few minutes). Pending events, opt-outs and contacts stay."""
+    ctx = services()
+    now = time.time()
+    edge = cutoff(ctx.settings, now)
+    click.echo(f"RETENTION_DAYS={ctx.settings.retention_days:g}: older than {when(edge)}")
+    if dry_run:
+        found = ctx.store.prunable(edge, now)
+        click.echo(f"would remove {found.sends} sends and {found.events} forwarded events")
+    else:
+        done = prune(ctx.store, ctx.settings, now, budget=float("inf"))
+        click.echo(
+            f"removed {done.sends} sends, {done.events} forwarded events and {done.steps} "
+            "trace steps"
+        )
+    pending, subscriptions, contacts = ctx.store.kept()
+    click.echo(
+        f"kept: {pending} pending events, {subscriptions} opt-out/opt-in states, "
+        f"{contacts} contacts (never removed)"
+    )
+
+
+def rehearse_command(make_app):
+    """`flask rehearse`, walking through an app that `make_app(settings)` builds and starts."""
+
+    @click.command("rehearse")
+    def rehearse():
+        """Try the connector with no account: a send, its delivery reports, STOP and START,
+        against Vonage and MoEngage stand-ins on this machine. Exit 1 if a step misbehaves."""
+        # Everything is on loopback: a proxy set for the internet must not be asked for it.
+        for name in ("NO_PROXY", "no_proxy"):
+            os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1"]))
+        if not rehearsal.run(make_app):
+            raise SystemExit(1)
+
+    return rehearse
+
+
 COMMANDS = [
     pending_command,
     push_command,
@@ -228,12 +270,14 @@ COMMANDS = [
     optouts_command,
     optin_command,
     copy_sqlite,
-    rehearse_command,
     sign_webhook_command,
     prune_command,
 ]
 
 
-def init_app(app):
+def init_app(app, make_app):
+    """Register every command; `make_app(settings)` builds and starts an app (the rehearsal's)."""
     for command in COMMANDS:
         app.cli.add_command(command)
+    app.cli.add_command(rehearse_command(make_app))
+    cli_ops.init_app(app)

@@ -10,7 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from . import doctor, report, trace
-from .services import services
+from .command_context import services
 from .utc import when
 
 

@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from . import outbox, payload, sending
-from .services import run_after_response, services
+from .web_context import run_after_response, services
 
 bp = Blueprint("dispatch", __name__)
 

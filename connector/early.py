@@ -16,8 +16,9 @@ as a PostgreSQL query could hold the event loop for as long as the pool waits.
 import logging
 import time
 
-from . import credentials, framing, observe, payload, ratelimit, sending, trail
+from . import credentials, framing, observe, payload, ratelimit, sending
 from .errors import Failure
+from .store import journal
 
 log = logging.getLogger(__name__)
 SEND_PATHS = ("/", "/webhooks/message-dispatcher")
@@ -112,7 +113,7 @@ def refusal(ctx, fields, body, started):
         return None
     failure = ratelimit.refusal(wait)
     observe.sent(ctx, req, failure.status, failure.answer(), started)
-    trail.park()  # no transaction follows in the event loop: the next one of any thread
+    journal.park()  # no transaction follows in the event loop: the next one of any thread
     return req, failure
 
 

@@ -3,8 +3,8 @@
 from flask import Blueprint, jsonify
 
 from . import doctor
-from .services import services
 from .store import StoreUnavailable, describe
+from .web_context import services
 
 bp = Blueprint("health", __name__)
 

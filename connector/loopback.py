@@ -16,7 +16,6 @@ import click
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import create_app, start
 from .signatures import sign
 from .standins import MoEngageStandIn, VonageStandIn
 
@@ -35,7 +34,8 @@ class Rehearsal:
     """The running pieces; a context manager that stops every one of them and deletes the
     database on the way out, whatever happened."""
 
-    def __init__(self, out=click.echo, overrides=None):
+    def __init__(self, make_app, out=click.echo, overrides=None):
+        self.make_app = make_app  # settings -> a started app (connector.create_app, start)
         self.out = out
         self.overrides = overrides or {}
         self.api_secret = secrets.token_urlsafe(12)
@@ -62,9 +62,8 @@ class Rehearsal:
                 "threads": 8,
                 **self.overrides,
             }
-            app = self.app = create_app(settings, environ={})
+            app = self.app = self.make_app(settings)
             stack.callback(app.extensions["connector"].close)
-            start(app)
             self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
             stack.callback(self.server.server_close)
             thread = threading.Thread(target=self.server.serve_forever, daemon=True)

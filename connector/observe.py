@@ -1,111 +1,14 @@
-"""What the send and webhook paths tell trace, doctor and report: each hook is one line in the
-module it watches, and lands here. `init_app` wires the rest without touching those modules:
-the store's transactions carry the trail, the clients are wrapped to time their calls, and
-request hooks check the host and the MoEngage Authorization header and flush after answers.
+"""What the send and webhook paths tell trace, doctor and report. The code that knows a step
+happened calls the hook here: it queues the step's trail row (written by the thread's next
+transaction, connector/store/journal.py) and counts the warnings' evidence.
 """
 
-import logging
 import time
-from contextlib import contextmanager
-from urllib.parse import urlsplit
 
-from flask import g, request
-
-from . import cli_ops, trail
+from . import trail
 from .errors import Failure
-from .evidence import Evidence
-from .moengage import NotAccepted
 
-log = logging.getLogger(__name__)
 REFUSED = ("rejected", "undeliverable", "failed")
-# Schemes named as received when the Authorization header is not `Custom key:secret`; any
-# other first word may be a key or secret typed without the scheme, so it is never shown.
-KNOWN_SCHEMES = {"custom", "basic", "bearer", "token", "apikey", "digest", "key"}
-WATCHED = ("dispatch.", "webhooks.")  # endpoints whose Host must be PUBLIC_URL's
-
-
-def init_app(app):
-    ctx = app.extensions["connector"]
-    settings = ctx.settings
-    ctx.evidence = Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds)
-    ctx.store_hooks.append(_watch_store)
-    ctx.vonage = TracedVonage(ctx.vonage)
-    ctx.moengage = TracedMoEngage(ctx.moengage, ctx.evidence)
-    expected_host = _host(settings.public_url)
-    trail.drop()  # nothing another app (a test's) left queued on this thread goes to this one
-
-    @app.before_request
-    def before():
-        g.observed = True  # flushed after the answer, not at teardown
-        trail.drop()
-        watched = expected_host and (request.endpoint or "").startswith(WATCHED)
-        if watched and _host(f"//{request.host}") != expected_host:
-            ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected_host)
-
-    @app.after_request
-    def after(response):
-        if response.status_code == 401 and request.endpoint == "dispatch.dispatch":
-            _check_authorization(ctx, request.headers.get("Authorization"))
-        if trail.pending() or ctx.evidence.due():
-            response.call_on_close(lambda: _flush(ctx))
-        return response
-
-    @app.teardown_appcontext
-    def command_done(exc):
-        """A command (`flask push`, `optin`): what it left to write is written as it ends."""
-        if not g.get("observed") and ctx.store_opened:  # `--help` opens no database
-            _flush(ctx, force=True)
-
-    cli_ops.init_app(app)
-
-
-def _host(url):
-    """The host name alone: a port (`:443`, or a PaaS's internal one) is not a wrong host."""
-    try:
-        return (urlsplit(url).hostname or "") if url else ""
-    except ValueError:
-        return ""
-
-
-def _watch_store(store):
-    """As the store opens: its transactions carry the trail, and a change by hand is noted."""
-    store.transaction = _carrying(store.transaction)
-    store.set_subscription = _noting_by_hand(store.set_subscription)
-
-
-def _carrying(transaction):
-    """The store's transaction, writing this thread's queued trail rows before it commits."""
-
-    @contextmanager
-    def wrapped():
-        with transaction() as tx:
-            yield tx
-            trail.write(tx)
-
-    return wrapped
-
-
-def _noting_by_hand(set_subscription):
-    """The store's opt-out/opt-in made by hand (`flask optin`), kept in the number's history;
-    written as the command ends."""
-
-    def wrapped(number, state, *args, **kwargs):
-        applied, event_ids = set_subscription(number, state, *args, **kwargs)
-        if applied:
-            trail.note("subscription", None, None, number, state=state, by="hand")
-        return applied, event_ids
-
-    return wrapped
-
-
-def _flush(ctx, force=False):
-    try:
-        trail.flush(ctx.store)
-        if force or ctx.evidence.due():
-            ctx.evidence.flush(ctx.store)
-    except Exception:  # the answer is out; losing a trail row must not crash
-        log.exception("could not record the trail or warnings' evidence")
-        trail.drop()
 
 
 # -- hooks ----------------------------------------------------------------------------------
@@ -169,108 +72,54 @@ def rejected(ctx, reason):
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
 
 
-def _check_authorization(ctx, header):
-    """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)?"""
-    from .sending import parse_credentials
-
+def vonage_call(call):
+    """`call()` (the Vonage request of a send), its answers and time kept for the send's row."""
+    trail.vonage_begin()
     try:
-        parse_credentials(header)
-    except Failure:
-        ctx.evidence.seen(1, "authorization", form=describe_authorization(header))
+        message_uuid = call(trail.vonage_answered)
+    except Failure as exc:
+        trail.vonage_end(exc.reason)
+        raise
+    trail.vonage_end()
+    return message_uuid
 
 
-def describe_authorization(header):
-    """The header's shape, never its value: the scheme if it is a known word, and whether a
-    colon separates two parts."""
-    if not header or not header.strip():
-        return "no Authorization header"
-    scheme, _, value = header.strip().partition(" ")
-    named = f"scheme `{scheme}`" if scheme.lower() in KNOWN_SCHEMES else "no recognised scheme"
-    if not value.strip():
-        return f"{named} and nothing after it"
-    key, colon, secret = value.strip().partition(":")
-    if not colon:
-        return f"{named}, no colon between key and secret"
-    if not key or not secret:
-        return f"{named}, the key or the secret empty"
-    if scheme.lower() == "custom":  # the shape is right: the characters or the length are not
-        return f"{named}, a key and a secret holding other than printable ASCII, or too long"
-    return f"{named}, a key and a secret separated by a colon"
-
-
-# -- the clients, timed ---------------------------------------------------------------------
-class TracedVonage:
-    """The Vonage client, its answer kept for the send's trail row."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def send(self, *args, **kwargs):
-        trail.vonage_begin()
-        try:
-            uuid = self._client.send(*args, **kwargs)
-        except Failure as exc:
-            trail.vonage_end(exc.reason)
-            raise
-        trail.vonage_end()
-        return uuid
-
-
-class TracedMoEngage:
-    """The MoEngage client: each forward or Data API call becomes a trail row, riding the
-    transaction that marks the event sent or failed."""
-
-    def __init__(self, client, evidence):
-        self._client = client
-        self._evidence = evidence
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def deliver(self, event, *args, **kwargs):
-        started = time.monotonic()
-        try:
-            status = self._client.deliver(event, *args, **kwargs)
-        except NotAccepted as exc:
-            self._note(event, started, error=str(exc))
-            key = "data_api" if event.target == "data_api" else "moengage"
-            self._evidence.seen(6 if key == "data_api" else 5, key, last=str(exc)[:200])
-            raise
-        self._note(event, started, http=status)
-        if event.target == "data_api":
-            self._evidence.seen(6, "data_api_ok")
-        return status
-
-    @staticmethod
-    def _note(event, started, **outcome):
-        ms = round((time.monotonic() - started) * 1000, 1)
-        if event.target == "data_api":
-            payload = event.payload
-            trail.note(
-                "sync",
-                event.message_uuid,
-                None,
-                payload.get("number"),
-                subscription=payload.get("subscription"),
-                customer_id=payload.get("customer_id"),
-                attempt=event.attempts + 1,
-                ms=ms,
-                **outcome,
-            )
-            return
-        what = event.dedupe_key.split(":")[0]
-        if what == "status":
-            what = event.payload.get("status")
+def forwarded(ctx, event, started, status=None, error=None):
+    """outbox.py: one attempt to give `event` to MoEngage (tracking URL or Data API), queued
+    before the transaction that marks the event sent or failed, which writes it."""
+    ms = round((time.monotonic() - started) * 1000, 1)
+    outcome = {"error": error} if error is not None else {"http": status}
+    data_api = event.target == "data_api"
+    if error is not None:
+        ctx.evidence.seen(
+            6 if data_api else 5, "data_api" if data_api else "moengage", last=error[:200]
+        )
+    elif data_api:
+        ctx.evidence.seen(6, "data_api_ok")
+    if data_api:
+        payload = event.payload
         trail.note(
-            "forward",
+            "sync",
             event.message_uuid,
             None,
-            None,
-            event=what,
+            payload.get("number"),
+            subscription=payload.get("subscription"),
+            customer_id=payload.get("customer_id"),
             attempt=event.attempts + 1,
             ms=ms,
             **outcome,
         )
+        return
+    what = event.dedupe_key.split(":")[0]
+    if what == "status":
+        what = event.payload.get("status")
+    trail.note(
+        "forward",
+        event.message_uuid,
+        None,
+        None,
+        event=what,
+        attempt=event.attempts + 1,
+        ms=ms,
+        **outcome,
+    )

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 
-from . import phone
+from . import observe, phone
 from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,11 @@ def _holder_finished(store, event_id, deadline):
 def post(services, lease):
     """Post the event `lease` holds: SENT, or FAILED (it stays pending)."""
     event = lease.event
+    started = time.monotonic()
     try:
         status = services.moengage.deliver(event)
     except NotAccepted as exc:
+        observe.forwarded(services, event, started, error=str(exc))
         services.store.event_failed(event.id, str(exc), lease.until)
         log.warning(
             "forward %s failed (attempt %d): %s; kept pending",
@@ -84,6 +86,7 @@ def post(services, lease):
             exc,
         )
         return FAILED
+    observe.forwarded(services, event, started, status=status)
     services.store.event_sent(event.id, time.time())
     log.info("forward %s accepted by MoEngage (%s)", _name(event), status)
     return SENT

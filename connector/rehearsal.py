@@ -7,7 +7,6 @@ no network.
 """
 
 import json
-import os
 import time
 
 import click
@@ -166,10 +165,11 @@ STEPS = [
 ]
 
 
-def run(out=click.echo, overrides=None, steps=STEPS):
-    """Walk through `steps`; True when every check held. Nothing is left running."""
+def run(make_app, out=click.echo, overrides=None, steps=STEPS):
+    """Walk through `steps` with the app `make_app(settings)` builds and starts; True when
+    every check held. Nothing is left running."""
     began = time.monotonic()
-    with Rehearsal(out, overrides) as r:
+    with Rehearsal(make_app, out, overrides) as r:
         out(
             f"Rehearsal: the connector on {r.url}, Vonage and MoEngage stand-ins on "
             "loopback, a throwaway SQLite database. Nothing leaves this machine; secrets "
@@ -186,14 +186,3 @@ def run(out=click.echo, overrides=None, steps=STEPS):
             out("")
     out(f"Rehearsal passed: {len(steps)} steps in {time.monotonic() - began:.1f} s.")
     return True
-
-
-@click.command("rehearse")
-def rehearse_command():
-    """Try the connector with no account: a send, its delivery reports, STOP and START,
-    against Vonage and MoEngage stand-ins on this machine. Exit 1 if a step misbehaves."""
-    # Everything is on loopback: a proxy set for the internet must not be asked for it.
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1"]))
-    if not run():
-        raise SystemExit(1)

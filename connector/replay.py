@@ -10,7 +10,7 @@ import click
 import requests
 from flask.cli import with_appcontext
 
-from .services import services
+from .command_context import services
 from .signatures import sign
 
 

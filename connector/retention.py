@@ -9,13 +9,6 @@ import threading
 import time
 from collections import namedtuple
 
-import click
-from flask import current_app
-from flask.cli import with_appcontext
-
-from .services import services
-from .utc import when
-
 log = logging.getLogger(__name__)
 DAY = 86400.0
 BATCH = 200  # rows per DELETE: a few ms of the write lock
@@ -70,15 +63,14 @@ class Pruner:
         self.running = threading.Lock()
         self.thread = None
 
-    def after_request(self, response):
-        # A monotonic clock read per request; the database is asked only every LOCAL_CHECK.
+    def due(self, settings):
+        """The interval when this process should ask for a prune turn now, else None: a
+        monotonic clock read per request; the database is asked only every LOCAL_CHECK."""
         if time.monotonic() < self.next_check:
-            return response
-        ctx = current_app.extensions["connector"]
-        interval = every(ctx.settings)
+            return None
+        interval = every(settings)
         self.next_check = time.monotonic() + min(LOCAL_CHECK, interval)
-        response.call_on_close(lambda: self.start(ctx, interval))
-        return response
+        return interval
 
     def start(self, ctx, interval):
         """A thread of its own, not the request's: gunicorn reads the next request on a
@@ -113,34 +105,3 @@ class Pruner:
             log.exception("prune failed; the next turn tries again")
         finally:
             self.running.release()
-
-
-def init_app(app):
-    app.extensions["pruner"] = Pruner()
-    app.after_request(app.extensions["pruner"].after_request)
-
-
-@click.command("prune")
-@click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
-@with_appcontext
-def prune_command(dry_run):
-    """Remove sends and forwarded events older than RETENTION_DAYS now (the web workers also
-    do this by themselves every few minutes). Pending events, opt-outs and contacts stay."""
-    ctx = services()
-    now = time.time()
-    edge = cutoff(ctx.settings, now)
-    click.echo(f"RETENTION_DAYS={ctx.settings.retention_days:g}: older than {when(edge)}")
-    if dry_run:
-        found = ctx.store.prunable(edge, now)
-        click.echo(f"would remove {found.sends} sends and {found.events} forwarded events")
-    else:
-        done = prune(ctx.store, ctx.settings, now, budget=float("inf"))
-        click.echo(
-            f"removed {done.sends} sends, {done.events} forwarded events and {done.steps} "
-            "trace steps"
-        )
-    pending, subscriptions, contacts = ctx.store.kept()
-    click.echo(
-        f"kept: {pending} pending events, {subscriptions} opt-out/opt-in states, "
-        f"{contacts} contacts (never removed)"
-    )

@@ -243,7 +243,9 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     )
     services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
     remaining = settings.vonage_timeout - (time.monotonic() - started)
-    message_uuid = services.vonage.send(api_key, api_secret, message, remaining)
+    message_uuid = observe.vonage_call(
+        lambda on_answer: services.vonage.send(api_key, api_secret, message, remaining, on_answer)
+    )
     # One line a send, once its outcome is known: under load each line costs a lock and a
     # write, and two a send were 6-8 % of its CPU (bench/RESULTS.md).
     log.info(

@@ -3,13 +3,13 @@
 import threading
 from dataclasses import dataclass, field
 
-from flask import after_this_request, current_app
-
 from .config import Settings
 from .credentials import AcceptedPairs, LegacyRefs
+from .evidence import Evidence
 from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
+from .retention import Pruner
 from .store import Store, describe, open_store
 from .vonage import VonageClient
 
@@ -21,8 +21,8 @@ class Services:
     moengage: MoEngageClient
     limiter: RateLimiter
     sweeper: Sweeper
-    # Functions given the store as it opens (observe.py makes its transactions carry the trail).
-    store_hooks: list = field(default_factory=list, repr=False)
+    evidence: Evidence
+    pruner: Pruner = field(default_factory=Pruner)
     # Key and secret pairs Vonage accepted, remembered in front of the store.
     accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
@@ -37,10 +37,7 @@ class Services:
         if self._store is None:
             with self._opening:
                 if self._store is None:
-                    store = open_store(self.settings)
-                    for hook in self.store_hooks:
-                        hook(store)
-                    self._store = store
+                    self._store = open_store(self.settings)
         return self._store
 
     @property
@@ -78,18 +75,11 @@ def build_services(settings):
             store=(lambda: ctx.store) if settings.database_url else None,
         ),
         sweeper=Sweeper(settings.pending_sweep_seconds),
+        evidence=Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds),
     )
     return ctx
 
 
-def services():
-    return current_app.extensions["connector"]
-
-
-def run_after_response(task):
-    """Run `task()` once this request's answer is sent, so the client does not wait for it."""
-
-    @after_this_request
-    def schedule(response):
-        response.call_on_close(task)
-        return response
+def of(app):
+    """The Services an app was built with (create_app keeps them in `app.extensions`)."""
+    return app.extensions["connector"]

@@ -1,12 +1,10 @@
 """The trail: one row per step of a message's life, read by `flask trace` and `flask report`.
 
 A step is queued per thread by `note()` and written by the next transaction that thread
-commits (observe.py wraps the store's `transaction()`), so a send's row rides the transaction
-that records its answer and a status's row the one that leases its forward: recording adds no
-commit to the hot path. What is still queued when the request's answer has gone out (a
-replayed send, an ignored status) is written then, in a transaction of its own (`flush`). A
-429 the worker answers early has no thread of its own: its row is parked for the next
-transaction of any thread (`park`).
+commits (connector/store/journal.py), so a send's row rides the transaction that records its
+answer and a status's row the one that leases its forward: recording adds no commit to the hot
+path. What is still queued when the request's answer has gone out (a replayed send, an ignored
+status) is written then, in a transaction of its own (`Store.flush_journal`).
 
 Stages and their `detail`: `send` (the request, Vonage's answer and ours, in one row),
 `status` (a verified Vonage status and what became of it), `forward` and `sync` (one attempt
@@ -15,30 +13,21 @@ opt-out/opt-in it decided), `subscription` (one made by hand). Rows hold full nu
 `trace --json --unmask` shows them.
 """
 
-import collections
 import json
 import re
 import threading
 import time
 
-_local = threading.local()
-# Rows parked by `park()`, written by the next transaction of any thread; bounded, as they wait
-# only for the next send or webhook (a refused send's row is diagnosis, never an event).
-_parked = collections.deque(maxlen=10_000)
-PARKED_PER_TRANSACTION = 1000  # so no one transaction grows long carrying them
-_INSERT = (
-    "INSERT INTO trail (at, stage, message_uuid, ref, number, detail) VALUES (?, ?, ?, ?, ?, ?)"
-)
+from .store import journal
+
+_local = threading.local()  # the Vonage call of this thread's send, until its row is queued
 _VONAGE_STATUS = re.compile(r"^Vonage (\d{3})\b")
 
 
 def note(stage, message_uuid=None, ref=None, number=None, at=None, **detail):
-    """Queue one step; the thread's next committed transaction writes it."""
-    rows = getattr(_local, "rows", None)
-    if rows is None:
-        rows = _local.rows = []
+    """Queue one step; the thread's next committed transaction writes it (store/journal.py)."""
     detail = {k: v for k, v in detail.items() if v is not None}
-    rows.append(
+    journal.queue(
         (
             time.time() if at is None else at,
             stage,
@@ -50,47 +39,10 @@ def note(stage, message_uuid=None, ref=None, number=None, at=None, **detail):
     )
 
 
-def pending():
-    return bool(getattr(_local, "rows", None))
-
-
 def drop():
     """Forget what an earlier request left queued (its flush failed): never write it elsewhere."""
-    _local.rows = []
+    journal.drop()
     _local.vonage = None
-
-
-def park():
-    """Hand this thread's queued rows to whichever thread commits next: for a request answered
-    where no transaction follows (connector/early.py's 429s, in the worker's event loop)."""
-    rows, _local.rows = getattr(_local, "rows", None) or [], []
-    _parked.extend(rows)
-
-
-def write(tx):
-    rows = getattr(_local, "rows", None) or []
-    _local.rows = []
-    for _ in range(min(len(_parked), PARKED_PER_TRANSACTION)):
-        try:
-            rows.append(_parked.popleft())
-        except IndexError:  # another thread took the last one
-            break
-    if rows:
-        tx.executemany(_INSERT, rows)
-
-
-def flush_parked(store):
-    """Write the parked rows now (a worker about to exit)."""
-    if _parked:
-        with store.transaction() as tx:
-            write(tx)
-
-
-def flush(store):
-    """Write what is still queued, in a transaction of its own (nothing queued: no-op)."""
-    if pending():
-        with store.transaction() as tx:
-            write(tx)
 
 
 # -- one send: Vonage's part is kept per thread until the send's row is queued ----------------

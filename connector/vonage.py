@@ -15,7 +15,6 @@ from email.utils import parsedate_to_datetime
 from urllib3.exceptions import ConnectTimeoutError, HTTPError
 from urllib3.exceptions import TimeoutError as TimedOut
 
-from . import trail
 from .errors import Failure
 from .httppool import Deadline, ProcessClient
 
@@ -103,11 +102,12 @@ class VonageClient:
         self.balance_url = f"{(account_url or base_url).rstrip('/')}/account/get-balance"
         self._http = ProcessClient(pool_size, self.url, self.balance_url).get
 
-    def send(self, api_key, api_secret, message, timeout):
+    def send(self, api_key, api_secret, message, timeout, on_answer=None):
         """POST the message; return Vonage's message_uuid or raise VonageError.
 
         At most MAX_TRIES requests; every try, pause and honoured Retry-After, and the whole of
-        each answer, fit in `timeout` seconds from now.
+        each answer, fit in `timeout` seconds from now. `on_answer(status)` hears every HTTP
+        answer (the send's trail row counts the tries).
         """
         deadline = Deadline(timeout)
         server_retries = 1
@@ -122,7 +122,8 @@ class VonageClient:
                     continue
                 raise VonageError(502, "could not connect to Vonage") from None
             status = response.status
-            trail.vonage_answered(status)
+            if on_answer is not None:
+                on_answer(status)
             if 200 <= status < 300:
                 return _message_uuid(response)
             if status == 429:

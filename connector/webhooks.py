@@ -12,7 +12,7 @@ from flask import Blueprint, g, jsonify, request
 
 from . import keywords, observe, outbox, payload, phone, signatures, translate
 from .errors import Failure
-from .services import services
+from .web_context import services
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
@@ -142,15 +142,6 @@ def _answer_for(outcomes):
     else:
         return _ack("forwarded")
     return jsonify({"status": "pending", "error": error}), 503
-
-
-@bp.after_app_request
-def _sweep_when_due(response):
-    """Every request (a send, a webhook) may start the periodic sweep of pending events; it
-    runs in its own thread, so the request does not wait for it."""
-    ctx = services()
-    ctx.sweeper.poke(ctx)
-    return response
 
 
 def _ack(outcome):

@@ -15,7 +15,7 @@ from conftest import SIGNATURE_SECRET, inbound_body, status_body
 from gunicorn_proc import ROOT
 from werkzeug.serving import make_server
 
-from connector import loopback, rehearsal, start
+from connector import create_app, loopback, rehearsal, start
 
 
 def started_since(before):
@@ -40,9 +40,12 @@ def rehearse(tmp_path, monkeypatch):
     monkeypatch.setattr(loopback.secrets, "token_urlsafe", lambda n: f"S3CRET{n}" + "x" * 40)
     monkeypatch.setattr(loopback.tempfile, "tempdir", str(tmp_path))
 
+    def make_app(overrides):
+        return start(create_app(overrides, environ={}))
+
     def run(**kwargs):
         lines = []
-        passed = rehearsal.run(out=lines.append, **kwargs)
+        passed = rehearsal.run(make_app, out=lines.append, **kwargs)
         text = "\n".join(lines)
         return passed, text, text.split("connector on ", 1)[1].split(",", 1)[0]
 

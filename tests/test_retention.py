@@ -120,15 +120,15 @@ def test_a_request_prunes_after_its_answer_once_per_turn(make_app, store, moenga
     response = client.get("/health")
     assert count(store, "sends") == 1  # not while the request is being answered
     response.close()  # the answer has gone
-    app.extensions["pruner"].wait()
+    app.extensions["connector"].pruner.wait()
     assert count(store, "sends") == 0 and count(store, "events") == 0
 
     sent(store, now - 2 * DAY, 2)  # the turn was taken: not before the interval is over
     client.get("/health").close()
     other = make_app(retention_days=1.0)  # another worker or instance
     other.test_client().get("/health").close()
-    app.extensions["pruner"].wait()
-    other.extensions["pruner"].wait()
+    app.extensions["connector"].pruner.wait()
+    other.extensions["connector"].pruner.wait()
     assert count(store, "sends") == 1
 
 
@@ -143,7 +143,7 @@ def test_a_failing_prune_never_fails_the_request(make_app, store, moengage, capl
     response = send(app.test_client(), {"to": NUMBER, "text": "hi"}, AUTH)
     assert response.status_code == 200
     response.close()
-    app.extensions["pruner"].wait()
+    app.extensions["connector"].pruner.wait()
     assert "prune failed" in caplog.text
 
 
@@ -159,7 +159,7 @@ def test_the_prune_runs_off_the_request_thread(make_app, store, moengage):
 
     app.extensions["connector"].store.prune_batch = record
     app.test_client().get("/health").close()
-    app.extensions["pruner"].wait()
+    app.extensions["connector"].pruner.wait()
     assert threads and threads[0] is not threading.current_thread()
 
 

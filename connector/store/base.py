@@ -8,8 +8,10 @@ workers never both claim the same send or forward the same event.
 import json
 import uuid
 from collections import namedtuple
+from contextlib import contextmanager
 
 from ..errors import Failure
+from . import journal
 from .retention import Retention
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
@@ -46,9 +48,24 @@ class Store(Retention):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
-    def transaction(self):
+    def _transaction(self):
         """Context manager yielding an object with `execute(sql, params)` -> cursor."""
         raise NotImplementedError
+
+    @contextmanager
+    def transaction(self):
+        """One atomic unit of work. The trail rows this thread queued (journal.py) are written
+        in it just before it commits, so recording a step adds no commit of its own."""
+        with self._transaction() as tx:
+            yield tx
+            journal.write(tx)
+
+    def flush_journal(self, force=False):
+        """Write this thread's queued trail rows (with `force`, the parked ones too) in a
+        transaction of their own: a request whose answer has gone out, a worker exiting."""
+        if journal.pending() or (force and journal.has_parked()):
+            with self.transaction():
+                pass
 
     def query(self, sql, params=()):
         """Run one read outside any transaction and return all rows."""

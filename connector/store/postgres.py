@@ -171,7 +171,7 @@ class PostgresStore(Store):
         return DatabaseUnavailable(reason)
 
     @contextmanager
-    def transaction(self):
+    def _transaction(self):
         with self._connection() as conn, conn.transaction():
             yield _Transaction(conn)
 

@@ -131,7 +131,7 @@ class SqliteStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self):
+    def _transaction(self):
         """This process's writes share commits (GroupCommit); the file is checked first."""
         try:
             self._check_file()
