@@ -10,6 +10,9 @@ from .config import load_settings
 from .errors import Failure
 from .payload import MAX_BODY, TOO_LARGE
 from .services import build_services
+from .version import __version__
+
+__all__ = ["__version__", "create_app", "start"]
 
 
 def create_app(config=None, environ=None):

@@ -16,6 +16,7 @@ from .store import OPTIN, OPTOUT
 from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
 from .utc import when
+from .version import __version__
 
 PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
 
@@ -247,6 +248,12 @@ def prune_command(dry_run):
     )
 
 
+@click.command("version")
+def version_command():
+    """Print this connector's version (CHANGELOG.md says what each changed)."""
+    click.echo(f"vonage-moengage-connector {__version__}")
+
+
 def rehearse_command(make_app):
     """`flask rehearse`, walking through an app that `make_app(settings)` builds and starts."""
 
@@ -264,6 +271,7 @@ def rehearse_command(make_app):
 
 
 COMMANDS = [
+    version_command,
     pending_command,
     push_command,
     requeue_command,

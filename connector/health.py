@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify
 
 from . import doctor
 from .store import StoreUnavailable, describe
+from .version import __version__
 from .web_context import services
 
 bp = Blueprint("health", __name__)
@@ -23,6 +24,7 @@ def health():
         problems.extend(ctx.store.problems())  # answers, but takes no writes (a full disk)
     body = {
         "status": "ok" if not problems else "unavailable",
+        "version": __version__,
         "database": describe(ctx.settings).split(":", 1)[0],
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
