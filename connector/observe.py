@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import g, request
 
-from . import cli_ops, trail
+from . import cli_ops, countries, trail
 from .errors import Failure
 from .evidence import Evidence
 from .moengage import NotAccepted
@@ -139,9 +139,7 @@ def status(ctx, body, outcome):
         outcome=outcome,
     )
     if body["status"] in REFUSED and code and to:
-        from .countries import calling_code
-
-        ctx.evidence.seen(7, f"carrier:{calling_code(to)}:{code}")
+        ctx.evidence.seen(7, f"carrier:{countries.of(to).region}:{code}")
 
 
 def inbound(ctx, body, number, word, subscription, event_ts, first):

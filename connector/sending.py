@@ -60,12 +60,13 @@ def _optional(body, name, limit=None):
     return value or None
 
 
-def parse_send(body, default_sender):
-    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong."""
+def parse_send(body, default_sender, default_country=""):
+    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong.
+    A `to` without its country code is of `default_country` (DEFAULT_COUNTRY)."""
     if "to" not in body or body["to"] in (None, ""):
         raise Failure(400, "`to` is required")
     try:
-        to = phone.normalise(body["to"])
+        to = phone.normalise(body["to"], default_country)
     except ValueError as exc:
         raise Failure(400, str(exc)) from None
     text = body.get("text")
