@@ -2,9 +2,8 @@
 DEFAULT_COUNTRY is empty: the usual sign that MoEngage holds national numbers, read as
 international ones (a US `2025550143` sent to +20, Egypt). Read from the trail's sends."""
 
-from datetime import UTC, datetime
-
 from . import countries, phone
+from .utc import iso
 
 DAY = 86400.0
 SHARE = 0.01  # a country under this share of the day's sends is named
@@ -50,10 +49,6 @@ def _warning(region, count, total, example, since):
             "their country (e.g. GB, US, IN), or store them with it (+44...). If these "
             "sends are meant for that country, nothing is wrong."
         ),
-        "since": _iso(since),
+        "since": iso(since),
         "count": count,
     }
-
-
-def _iso(epoch):
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

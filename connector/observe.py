@@ -167,6 +167,11 @@ def rejected(ctx, reason):
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
 
 
+def clock_behind(ctx, seconds):
+    """webhooks.py: a webhook signed `seconds` ahead of this machine's clock, accepted."""
+    ctx.evidence.seen(10, "clock:webhook", ahead=round(seconds))
+
+
 def _check_authorization(ctx, header):
     """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)?"""
     from .sending import parse_credentials

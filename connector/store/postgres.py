@@ -183,6 +183,10 @@ class PostgresStore(Store):
         with self._connection(PING_WAIT_SECONDS) as conn:
             conn.execute("SELECT 1")
 
+    def database_time(self) -> float:
+        """The database server's clock (epoch seconds): the one every instance shares."""
+        return self.query("SELECT extract(epoch FROM clock_timestamp())::float8")[0][0]
+
     def pool_use(self):
         """This worker's pool for /health: its limit, connections open, in use, waiters."""
         if self._pool is None or self._pid != os.getpid():
