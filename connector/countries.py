@@ -13,7 +13,7 @@ Country = namedtuple("Country", "region name code")  # ("GB", "United Kingdom", 
 UNKNOWN = "ZZ"  # the library's "no region"
 
 
-def of(number):
+def of(number: str) -> Country:
     """The Country of an E.164 number (digits, `+` or not); region "ZZ" when none is known."""
     digits = "".join(c for c in str(number or "") if c.isdigit())
     try:
@@ -29,14 +29,14 @@ def of(number):
     return Country(region, name, parsed.country_code)
 
 
-def name_of(region):
+def name_of(region: str) -> str:
     """The English name of a region code, e.g. "India" for "IN"; "" when unknown."""
     names = LOCALE_DATA.get(region) or {}
     name = names.get("en", "")
     return names.get(name[1:], "") if name.startswith("*") else name
 
 
-def describe(key):
+def describe(key: str) -> str:
     """'+91 (India)' for a region code ("IN") or a calling code ("91", as warnings recorded
     before regions were kept); '+999' for a code the library does not know."""
     if key.isdigit():
@@ -49,7 +49,7 @@ def describe(key):
     return f"+{code} ({name})" if name else f"+{code}"
 
 
-def label(number):
+def label(number: str) -> str:
     """'GB (United Kingdom)': the country a number reaches, as trace and report show it."""
     country = of(number)
     return f"{country.region} ({country.name})" if country.name else country.region

@@ -24,7 +24,7 @@ class Unreadable(ValueError):
         self.why = why
 
 
-def normalise(value, default_country=""):
+def normalise(value: str | int, default_country: str = "") -> str:
     """Return the number Vonage expects (E.164 digits, no `+`), or raise ValueError saying why.
 
     `+` or `00` first: international. Otherwise national in `default_country` (ISO 3166
@@ -99,14 +99,9 @@ def _national(digits, region):
     return _e164(_parse(digits, region))
 
 
-def possible_somewhere(digits):
+def possible_somewhere(digits: str) -> bool:
     """True when some country has national numbers like `digits` (only asked before a 400)."""
     return any(_national(digits, region) for region in phonenumbers.SUPPORTED_REGIONS)
-
-
-def is_country(region):
-    """True for an ISO 3166 alpha-2 code the library knows numbers of (e.g. "GB")."""
-    return region in phonenumbers.SUPPORTED_REGIONS
 
 
 def mask(number):
