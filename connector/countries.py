@@ -22,11 +22,11 @@ def of(number: str) -> Country:
         return Country(UNKNOWN, "", None)
     # A number of an allocated range names its own region (Canada, not the US, for +1 416...);
     # any other is taken as of its country code's main region (+44 7700 900... is GB).
-    region = phonenumbers.region_code_for_number(
-        parsed
-    ) or phonenumbers.region_code_for_country_code(parsed.country_code)
+    code = parsed.country_code or 0
+    region = phonenumbers.region_code_for_number(parsed)
+    region = region or phonenumbers.region_code_for_country_code(code)
     name = geocoder.country_name_for_number(parsed, "en") or name_of(region)
-    return Country(region, name, parsed.country_code)
+    return Country(region, name, code)
 
 
 def name_of(region: str) -> str:
