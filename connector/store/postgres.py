@@ -184,8 +184,12 @@ class PostgresStore(Store):
             conn.execute("SELECT 1")
 
     def database_time(self) -> float:
-        """The database server's clock (epoch seconds): the one every instance shares."""
-        return self.query("SELECT extract(epoch FROM clock_timestamp())::float8")[0][0]
+        """The database server's clock (epoch seconds): the one every instance shares. Waits
+        no longer than /health's ping for a connection: a request may be the one measuring."""
+        with self._connection(PING_WAIT_SECONDS) as conn:
+            return conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[
+                0
+            ]
 
     def pool_use(self):
         """This worker's pool for /health: its limit, connections open, in use, waiters."""
