@@ -88,7 +88,7 @@ def webhook_clock(ctx, rows, now):
             "code": "clock",
             "message": (
                 f"{row['count']} Vonage webhooks were signed ahead of this machine's clock (the "
-                f"last by {row['detail']['ahead']} s ; their `iat` is in the future): this clock is "
+                f"last by {row['detail']['ahead']} s; their `iat` is in the future): this clock is "
                 "behind. They were accepted, since their signature and payload_hash are right."
             ),
             "fix": "Synchronise this machine's clock (NTP).",

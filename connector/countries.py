@@ -29,6 +29,13 @@ def of(number: str) -> Country:
     return Country(region, name, code)
 
 
+def key(number: str) -> str:
+    """What warnings group a number's country by: its region ("IN"), or its calling code
+    ("800") for a number of no one country (+800 freephone, +882 networks)."""
+    country = of(number)
+    return country.region if country.region.isalpha() else str(country.code or "")
+
+
 def name_of(region: str) -> str:
     """The English name of a region code, e.g. "India" for "IN"; "" when unknown."""
     names = LOCALE_DATA.get(region) or {}
@@ -39,8 +46,9 @@ def name_of(region: str) -> str:
 def describe(key: str) -> str:
     """'+91 (India)' for a region code ("IN") or a calling code ("91", as warnings recorded
     before regions were kept); '+999' for a code the library does not know."""
-    if key.isdigit():
-        code, region = int(key), phonenumbers.region_code_for_country_code(int(key))
+    if key.isdigit() or not key:
+        code = int(key or 0)
+        region = phonenumbers.region_code_for_country_code(code)
     else:
         code, region = phonenumbers.country_code_for_region(key), key
     name = name_of(region)
@@ -52,4 +60,6 @@ def describe(key: str) -> str:
 def label(number: str) -> str:
     """'GB (United Kingdom)': the country a number reaches, as trace and report show it."""
     country = of(number)
-    return f"{country.region} ({country.name})" if country.name else country.region
+    if country.name:
+        return f"{country.region} ({country.name})"
+    return f"+{country.code}" if country.code else "unknown"

@@ -139,7 +139,7 @@ def status(ctx, body, outcome):
         outcome=outcome,
     )
     if body["status"] in REFUSED and code and to:
-        ctx.evidence.seen(7, f"carrier:{countries.of(to).region}:{code}")
+        ctx.evidence.seen(7, f"carrier:{countries.key(to)}:{code}")
 
 
 def inbound(ctx, body, number, word, subscription, event_ts, first):

@@ -52,14 +52,12 @@ def normalise(value: str | int, default_country: str = "") -> str:
         return found
     if not possible_somewhere(digits):
         _refuse("no country has numbers of this length")
-    raise Unreadable(
-        "without `+` or `00` it is read as international, and no number of the country code "
-        "it starts with is this long: it looks like a national number. Set DEFAULT_COUNTRY "
-        "to the country national numbers belong to, or send it with its country code",
-        "`to` has no `+` or `00` and is not a possible international number (country code "
+    national = (
+        "has no `+` or `00` and is not a possible international number (country code "
         "first): it looks like a national number. Set DEFAULT_COUNTRY to the country national "
-        "numbers belong to, or send it with its country code",
+        "numbers belong to, or send it with its country code"
     )
+    raise Unreadable(f"it {national}", f"`to` {national}")
 
 
 def _refuse(why):

@@ -60,8 +60,8 @@ def verify(authorization, raw_body, secrets):
 
 
 def ahead(claims, now=None):
-    """Seconds the token was issued ahead of this machine's clock beyond FUTURE_LEEWAY, or 0:
-    by that much, at least, this clock is behind Vonage's."""
+    """Seconds the token was issued ahead of this machine's clock when more than
+    FUTURE_LEEWAY, else 0: by about that much this clock is behind Vonage's."""
     seconds = claims["iat"] - (time.time() if now is None else now)
     return seconds if seconds > FUTURE_LEEWAY else 0.0
 

@@ -141,6 +141,11 @@ def test_a_calling_code_recorded_before_regions_is_still_named():
     assert countries.describe("91") == "+91 (India)" and countries.describe("999") == "+999"
 
 
+def test_a_number_of_no_one_country_is_named_by_its_calling_code():
+    assert countries.key("80012345678") == "800" and countries.label("80012345678") == "+800"
+    assert countries.key("999") == "ZZ" and countries.describe("ZZ") == "an unknown country"
+
+
 def test_mask_keeps_last_four():
     assert phone.mask("447700900123") == "********0123"
     assert phone.mask("12") == "****"
