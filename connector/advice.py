@@ -47,8 +47,8 @@ SIGNATURE_ADVICE = {
         ),
     ),
     "iat": (
-        "carried a token issued in the future (`iat`)",
-        "Check this machine's clock (NTP)",
+        "carried a token whose `iat` (issued at) is not a number",
+        "Make sure only Vonage posts to /webhooks/status and /webhooks/inbound",
     ),
     "token": (
         "carried a malformed token",

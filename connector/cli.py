@@ -155,11 +155,11 @@ def optin_command(number, force):
     """
     ctx = services()
     try:
-        number = phone.normalise(number)
-    except ValueError:
+        number = phone.normalise(number, ctx.settings.default_country)
+    except ValueError as exc:
+        why = getattr(exc, "why", "give it in international format, e.g. +447700900000")
         raise click.BadParameter(
-            f"{number!r} is not a phone number: give 7 to 15 digits in international format, "
-            "country code first (e.g. +447700900000)",
+            f"{number!r} is not a phone number: {why}",
             param_hint="NUMBER",
         ) from None
     masked = phone.mask(number)

@@ -24,7 +24,8 @@ def trace_command(ident, as_json, unmask):
     client_ref, or a phone number (its sends, replies and opt-out history)."""
     if unmask and not as_json:
         raise click.UsageError("--unmask shows numbers in full, and only with --json")
-    found = trace.find(services().store, ident, unmask=unmask)
+    ctx = services()
+    found = trace.find(ctx.store, ident, unmask=unmask, country=ctx.settings.default_country)
     if found is None:
         click.echo(f"nothing recorded for {ident!r} (trackingId, client_ref or phone number)")
         raise SystemExit(1)

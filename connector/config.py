@@ -60,6 +60,8 @@ class Settings:
     warning_clear_seconds: float = 1800.0
     status_silence_seconds: float = 600.0
     evidence_flush_seconds: float = 5.0
+    # DEFAULT_COUNTRY (ISO 3166 alpha-2): the country of numbers sent without a country code.
+    default_country: str = ""
 
     @property
     def data_api_enabled(self):
@@ -136,6 +138,7 @@ _ENV = {
     "warning_clear_seconds": ("WARNING_CLEAR_SECONDS", float),
     "status_silence_seconds": ("STATUS_SILENCE_SECONDS", float),
     "evidence_flush_seconds": ("EVIDENCE_FLUSH_SECONDS", float),
+    "default_country": ("DEFAULT_COUNTRY", lambda v: v.upper()),
 }
 
 

@@ -1,40 +1,65 @@
-"""Country calling codes: the code a number starts with, found by longest prefix.
-
-ITU-T E.164 codes are a prefix code: 1 and 7 are the one-digit codes, the two-digit ones are
-listed here, and every other code is three digits long, so three tables decide any number.
+"""Which country a number reaches, from `phonenumbers` (libphonenumber's metadata): its region
+(ISO 3166 alpha-2) and English name, for trace, report and doctor. The library's metadata,
+not a table of our own, so a new country code or a split of one is learnt with an upgrade.
 """
 
-ONE_DIGIT = {"1": "NANP (US, Canada, Caribbean)", "7": "Russia, Kazakhstan"}
-TWO_DIGITS = {
-    "20": "Egypt", "27": "South Africa", "30": "Greece", "31": "Netherlands",
-    "32": "Belgium", "33": "France", "34": "Spain", "36": "Hungary", "39": "Italy",
-    "40": "Romania", "41": "Switzerland", "43": "Austria", "44": "United Kingdom",
-    "45": "Denmark", "46": "Sweden", "47": "Norway", "48": "Poland", "49": "Germany",
-    "51": "Peru", "52": "Mexico", "53": "Cuba", "54": "Argentina", "55": "Brazil",
-    "56": "Chile", "57": "Colombia", "58": "Venezuela", "60": "Malaysia", "61": "Australia",
-    "62": "Indonesia", "63": "Philippines", "64": "New Zealand", "65": "Singapore",
-    "66": "Thailand", "81": "Japan", "82": "South Korea", "84": "Vietnam", "86": "China",
-    "90": "Turkey", "91": "India", "92": "Pakistan", "93": "Afghanistan", "94": "Sri Lanka",
-    "95": "Myanmar", "98": "Iran",
-}  # fmt: skip
-SOME_THREE_DIGITS = {
-    "234": "Nigeria", "254": "Kenya", "351": "Portugal", "353": "Ireland", "358": "Finland",
-    "380": "Ukraine", "880": "Bangladesh", "852": "Hong Kong", "886": "Taiwan",
-    "966": "Saudi Arabia", "971": "United Arab Emirates", "972": "Israel", "974": "Qatar",
-}  # fmt: skip
+from collections import namedtuple
+
+import phonenumbers
+from phonenumbers import NumberParseException, geocoder
+from phonenumbers.geodata.locale import LOCALE_DATA
+
+Country = namedtuple("Country", "region name code")  # ("GB", "United Kingdom", 44)
+UNKNOWN = "ZZ"  # the library's "no region"
 
 
-def calling_code(number):
-    """The country calling code of an E.164 number (digits, no `+`), e.g. "91"."""
-    digits = "".join(c for c in str(number) if c.isdigit())
-    if digits[:1] in ONE_DIGIT:
-        return digits[:1]
-    if digits[:2] in TWO_DIGITS:
-        return digits[:2]
-    return digits[:3]
+def of(number: str) -> Country:
+    """The Country of an E.164 number (digits, `+` or not); region "ZZ" when none is known."""
+    digits = "".join(c for c in str(number or "") if c.isdigit())
+    try:
+        parsed = phonenumbers.parse("+" + digits)
+    except NumberParseException:
+        return Country(UNKNOWN, "", None)
+    # A number of an allocated range names its own region (Canada, not the US, for +1 416...);
+    # any other is taken as of its country code's main region (+44 7700 900... is GB).
+    code = parsed.country_code or 0
+    region = phonenumbers.region_code_for_number(parsed)
+    region = region or phonenumbers.region_code_for_country_code(code)
+    name = geocoder.country_name_for_number(parsed, "en") or name_of(region)
+    return Country(region, name, code)
 
 
-def describe(code):
-    """'+91 (India)', or '+999' for a code without a name here."""
-    name = ONE_DIGIT.get(code) or TWO_DIGITS.get(code) or SOME_THREE_DIGITS.get(code)
+def key(number: str) -> str:
+    """What warnings group a number's country by: its region ("IN"), or its calling code
+    ("800") for a number of no one country (+800 freephone, +882 networks)."""
+    country = of(number)
+    return country.region if country.region.isalpha() else str(country.code or "")
+
+
+def name_of(region: str) -> str:
+    """The English name of a region code, e.g. "India" for "IN"; "" when unknown."""
+    names = LOCALE_DATA.get(region) or {}
+    name = names.get("en", "")
+    return names.get(name[1:], "") if name.startswith("*") else name
+
+
+def describe(key: str) -> str:
+    """'+91 (India)' for a region code ("IN") or a calling code ("91", as warnings recorded
+    before regions were kept); '+999' for a code the library does not know."""
+    if key.isdigit() or not key:
+        code = int(key or 0)
+        region = phonenumbers.region_code_for_country_code(code)
+    else:
+        code, region = phonenumbers.country_code_for_region(key), key
+    name = name_of(region)
+    if not code:
+        return "an unknown country"
     return f"+{code} ({name})" if name else f"+{code}"
+
+
+def label(number: str) -> str:
+    """'GB (United Kingdom)': the country a number reaches, as trace and report show it."""
+    country = of(number)
+    if country.name:
+        return f"{country.region} ({country.name})"
+    return f"+{country.code}" if country.code else "unknown"

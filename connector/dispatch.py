@@ -13,7 +13,8 @@ bp = Blueprint("dispatch", __name__)
 def dispatch():
     ctx = services()
     api_key, api_secret = sending.parse_credentials(request.headers.get("Authorization"))
-    req = sending.parse_send(read_body(), ctx.settings.vonage_from)
+    settings = ctx.settings
+    req = sending.parse_send(read_body(), settings.vonage_from, settings.default_country)
     result = sending.send(ctx, req, api_key, api_secret)
     if result.events:  # opt-out syncs this send's customer_id made possible
         run_after_response(lambda: outbox.push(ctx, result.events))

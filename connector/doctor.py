@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from . import countries, evidence, vonage_errors
+from . import clock, countries, destinations, evidence, vonage_errors
 from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,9 @@ RULES = [
     data_api,
     carrier_rejections,
     wrong_host,
+    destinations.rare_countries,
+    clock.webhook_clock,
+    clock.database_clock,
 ]
 
 

@@ -99,7 +99,9 @@ def refusal(ctx, fields, body, started):
         if wait is None:
             return None
         mimetype = (_one(fields, b"content-type") or "").partition(";")[0].strip().lower()
-        req = sending.parse_send(payload.load_object(body, mimetype), settings.vonage_from)
+        req = sending.parse_send(
+            payload.load_object(body, mimetype), settings.vonage_from, settings.default_country
+        )
     except Failure:
         return None  # the route answers it (401, 400...)
     pair = credentials.pair_hash(api_key, api_secret)

@@ -5,7 +5,7 @@ transaction, connector/store/journal.py) and counts the warnings' evidence.
 
 import time
 
-from . import trail
+from . import countries, trail
 from .errors import Failure
 
 REFUSED = ("rejected", "undeliverable", "failed")
@@ -42,9 +42,7 @@ def status(ctx, body, outcome):
         outcome=outcome,
     )
     if body["status"] in REFUSED and code and to:
-        from .countries import calling_code
-
-        ctx.evidence.seen(7, f"carrier:{calling_code(to)}:{code}")
+        ctx.evidence.seen(7, f"carrier:{countries.key(to)}:{code}")
 
 
 def inbound(ctx, body, number, word, subscription, event_ts, first):
@@ -70,6 +68,11 @@ def rejected(ctx, reason):
     from .doctor import signature_check
 
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
+
+
+def clock_behind(ctx, seconds):
+    """webhooks.py: a webhook signed `seconds` ahead of this machine's clock, accepted."""
+    ctx.evidence.seen(10, "clock:webhook", ahead=round(seconds))
 
 
 def vonage_call(call):

@@ -46,26 +46,26 @@ def forward(services, event_id, wait=0.0):
     finish it (DONE), fail it (then this call tries), or have died (its lease lapses, and
     this call takes it over).
     """
-    store = services.store
+    store, clock = services.store, services.clock
     deadline = time.monotonic() + wait
     while True:
-        lease = store.lease_event(event_id, time.time(), lease_seconds(services.settings))
+        lease = store.lease_event(event_id, clock.now(), lease_seconds(services.settings))
         if lease.outcome == "leased":
             return post(services, lease)
         if lease.outcome != "busy":
             return DONE
-        if not _holder_finished(store, event_id, deadline):
+        if not _holder_finished(store, clock, event_id, deadline):
             return BUSY
 
 
-def _holder_finished(store, event_id, deadline):
+def _holder_finished(store, clock, event_id, deadline):
     """Poll until the event is settled or its lease released or lapsed; False at `deadline`."""
     pause = 0.02
     while time.monotonic() < deadline:
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         pause = min(pause * 2, 0.25)
         row = store.event_lease(event_id)
-        if row is None or row[0] != "pending" or row[1] is None or row[1] <= time.time():
+        if row is None or row[0] != "pending" or row[1] is None or row[1] <= clock.now():
             return True
     return False
 
@@ -87,7 +87,7 @@ def post(services, lease):
         )
         return FAILED
     observe.forwarded(services, event, started, status=status)
-    services.store.event_sent(event.id, time.time())
+    services.store.event_sent(event.id, services.clock.now())
     log.info("forward %s accepted by MoEngage (%s)", _name(event), status)
     return SENT
 
@@ -106,7 +106,7 @@ def sweep(services, budget=SWEEP_BUDGET):
     sent = 0
     while time.monotonic() < deadline:
         accepted = failed_in_a_row = 0
-        for event_id in services.store.leasable_events(time.time(), SWEEP_BATCH):
+        for event_id in services.store.leasable_events(services.clock.now(), SWEEP_BATCH):
             outcome = forward(services, event_id)
             accepted += outcome == SENT
             failed_in_a_row = failed_in_a_row + 1 if outcome == FAILED else 0
@@ -133,7 +133,7 @@ class Sweeper:
         self._pid = os.getpid()
         self._running = False
         # A worker's first sweep comes one interval after it starts.
-        self._next_check = time.time() + self.interval
+        self._next_check = time.monotonic() + self.interval
 
     def poke(self, services):
         """Start a sweep in the background if this worker may be due one."""
@@ -141,7 +141,7 @@ class Sweeper:
             return
         if self._pid != os.getpid():  # forked: the parent's thread did not come along
             self._reset()
-        if self._running or time.time() < self._next_check:
+        if self._running or time.monotonic() < self._next_check:
             return
         with self._lock:
             if self._running:
@@ -154,17 +154,20 @@ class Sweeper:
     def _run(self, services):
         store = services.store
         try:
-            now = time.time()
+            now = services.clock.now()  # the turn is kept on the database's clock
             if store.claim_turn(SWEEP_TASK, now, self.interval):
-                self._next_check = now + self.interval
+                self._next_check = time.monotonic() + self.interval
                 sent = sweep(services)
                 if sent:
                     log.info("sweep forwarded %d pending events", sent)
             else:
-                self._next_check = store.next_turn(SWEEP_TASK)
+                # Never more than an interval away: a turn due later is a clock step back,
+                # and the next claim takes it.
+                wait = min(store.next_turn(SWEEP_TASK) - now, self.interval)
+                self._next_check = time.monotonic() + wait
         except Exception:  # a sweep that fails is logged and tried next turn
             log.exception("sweep of pending events failed")
-            self._next_check = time.time() + self.interval
+            self._next_check = time.monotonic() + self.interval
         finally:
             self._running = False
 

@@ -7,7 +7,7 @@ arrives after the period still counts for a send made in it.
 
 from decimal import Decimal, InvalidOperation
 
-from . import trail, vonage_errors
+from . import countries, trail, vonage_errors
 
 DELIVERED = "delivered"
 FAILED = ("rejected", "undeliverable", "failed")
@@ -26,6 +26,11 @@ def build(store, start, end=None, campaign=None):
     accepted = {
         row["message_uuid"] for row in sends if row["message_uuid"] and not row.get("replay")
     }
+    by_country = {}
+    for row in sends:
+        if row.get("number"):
+            label = countries.label(row["number"])
+            by_country[label] = by_country.get(label, 0) + 1
     latest = {}  # message_uuid -> its status rows by Vonage status, latest last
     for row in trail.since(store, ["status"], start):
         if row["message_uuid"] in accepted:
@@ -54,6 +59,7 @@ def build(store, start, end=None, campaign=None):
         "campaign": campaign,
         "sends": len(sends),
         "by_answer": dict(sorted(by_answer.items())),
+        "by_country": dict(sorted(by_country.items(), key=lambda item: (-item[1], item[0]))),
         "accepted": len(accepted),
         "delivered": delivered,
         "delivery_rate": round(delivered / len(accepted), 4) if accepted else None,
@@ -91,6 +97,8 @@ def lines(report, when):
     out = [f"Report {period}" + (f", campaign {report['campaign']}" if report["campaign"] else "")]
     answers = ", ".join(f"{label}: {n}" for label, n in report["by_answer"].items()) or "none"
     out.append(f"sends: {report['sends']} (by answer: {answers})")
+    places = ", ".join(f"{label}: {n}" for label, n in report["by_country"].items()) or "none"
+    out.append(f"sends by country: {places}")
     rate = report["delivery_rate"]
     out.append(
         f"accepted by Vonage: {report['accepted']}, delivered: {report['delivered']}"

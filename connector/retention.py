@@ -88,7 +88,7 @@ class Pruner:
         """Prune if it is this process's turn. A daemon thread: a worker stopped mid-batch
         rolls the batch back, and the next turn carries on."""
         try:
-            if not ctx.store.claim_turn(PRUNE_TASK, time.time(), interval):
+            if not ctx.store.claim_turn(PRUNE_TASK, ctx.clock.now(), interval):
                 return  # another worker or instance has this turn
             done = prune(ctx.store, ctx.settings)
             if done.sends or done.events or done.steps:

@@ -60,12 +60,13 @@ def _optional(body, name, limit=None):
     return value or None
 
 
-def parse_send(body, default_sender):
-    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong."""
+def parse_send(body, default_sender, default_country=""):
+    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong.
+    A `to` without its country code is of `default_country` (DEFAULT_COUNTRY)."""
     if "to" not in body or body["to"] in (None, ""):
         raise Failure(400, "`to` is required")
     try:
-        to = phone.normalise(body["to"])
+        to = phone.normalise(body["to"], default_country)
     except ValueError as exc:
         raise Failure(400, str(exc)) from None
     text = body.get("text")
@@ -119,7 +120,7 @@ def send(services, req, api_key, api_secret):
     whole answer fits in VONAGE_TIMEOUT. `events` are opt-out syncs the send made due."""
     settings, store = services.settings, services.store
     started = time.monotonic()
-    now = time.time()
+    now = services.clock.now()  # the database's: instances agree on windows and staleness
     credentials.check_allowed(settings, api_key)
     pair = credentials.pair_hash(api_key, api_secret)
     key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
@@ -177,13 +178,15 @@ def send(services, req, api_key, api_secret):
                 claim.token,
                 500,
                 Failure(500, "internal error").answer(),
-                time.time(),
+                services.clock.now(),
                 remember=False,
             )
         raise
     observe.sent(services, req, status, answer, started)
     if key:
-        store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
+        store.finish_send(
+            key, claim.token, status, answer, services.clock.now(), remember, message_uuid
+        )
     events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
 

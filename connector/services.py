@@ -3,6 +3,7 @@
 import threading
 from dataclasses import dataclass, field
 
+from .clock import Clock
 from .config import Settings
 from .credentials import AcceptedPairs, LegacyRefs
 from .evidence import Evidence
@@ -26,6 +27,8 @@ class Services:
     # Key and secret pairs Vonage accepted, remembered in front of the store.
     accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
+    # The clock leases and send windows are decided on (the database's, with PostgreSQL).
+    clock: Clock = field(default_factory=Clock)
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +80,8 @@ def build_services(settings):
         sweeper=Sweeper(settings.pending_sweep_seconds),
         evidence=Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds),
     )
+    if settings.database_url:  # instances share the database's clock
+        ctx.clock = Clock(lambda: ctx.store)
     return ctx
 
 

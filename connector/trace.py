@@ -6,7 +6,7 @@ send accepts; a number gives its sends, its replies, and its opt-out/opt-in hist
 
 from datetime import UTC, datetime
 
-from . import phone, trail, vonage_errors
+from . import countries, phone, trail, vonage_errors
 
 FORWARDED = ("new", "pending")
 # A message's first step says what it is; a sync with no message is a change made by hand or
@@ -20,8 +20,9 @@ def iso(epoch):
     )
 
 
-def find(store, query, unmask=False):
-    """The trace of `query` as the `--json` object, or None when the trail has nothing on it."""
+def find(store, query, unmask=False, country=""):
+    """The trace of `query` as the `--json` object, or None when the trail has nothing on it.
+    A number is read as a send's `to` is, national ones as of `country` (DEFAULT_COUNTRY)."""
     query = str(query).strip()
     hide = (lambda n: n) if unmask else phone.mask
     number = None
@@ -31,7 +32,7 @@ def find(store, query, unmask=False):
         rows = _with_messages(store, refs)
     if not rows:
         try:
-            number = phone.normalise(query)
+            number = phone.normalise(query, country)
         except ValueError:
             return None
         rows = _with_messages(store, trail.by(store, "number", number))
@@ -141,6 +142,7 @@ def _send_entries(row, hide):
         received,
         "send",
         to=hide(row["number"]),
+        country=countries.label(row["number"]) if row.get("number") else None,
         campaign_id=row.get("campaign_id"),
         client_ref=row.get("ref"),
         customer_id=row.get("customer_id"),

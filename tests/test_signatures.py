@@ -54,11 +54,6 @@ FORGERIES = {
             algorithm="HS256",
         )
     ),
-    "iat over 5 minutes ahead": bearer(
-        # An hour ahead, not just over 300 s: built at import, it must stay ahead while the
-        # suite runs (a slow run reached it 100+ s after import and it was no longer ahead).
-        jwt.encode(claims(iat=int(time.time()) + 3600), SIGNATURE_SECRET, algorithm="HS256")
-    ),
     "no payload_hash": bearer(
         jwt.encode(
             {k: v for k, v in claims().items() if k != "payload_hash"},

@@ -21,6 +21,9 @@ Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | s
 OPTOUT = "OPTOUT"
 OPTIN = "OPTIN"
 _EVENT_COLUMNS = "id, dedupe_key, message_uuid, target, payload, is_final, attempts"
+# Seconds a shared turn may be due beyond its interval before it counts as a clock step: two
+# workers' `now` differ by the time one waited for the row, never by this much.
+STEP_TOLERANCE = 5.0
 
 
 class StoreUnavailable(Failure):
@@ -460,13 +463,17 @@ class Store(Retention):
     def claim_turn(self, task, now, interval):
         """True for the one caller, across all workers and instances on this database, whose
         turn it is to run `task` (due at most every `interval` seconds); it is then next due
-        `interval` from now. Anyone else gets False and `next_turn(task)` says when to ask."""
+        `interval` from now. Anyone else gets False and `next_turn(task)` says when to ask.
+
+        A turn due further ahead than `interval` (and STEP_TOLERANCE) was set by a clock that
+        has since been stepped back: it is taken now, not an hour late."""
         with self.transaction() as tx:
             return (
                 tx.execute(
                     "INSERT INTO schedule (task, next_at) VALUES (?, ?) ON CONFLICT (task)"
-                    " DO UPDATE SET next_at = excluded.next_at WHERE schedule.next_at <= ?",
-                    (task, now + interval, now),
+                    " DO UPDATE SET next_at = excluded.next_at"
+                    " WHERE schedule.next_at <= ? OR schedule.next_at > ?",
+                    (task, now + interval, now, now + interval + STEP_TOLERANCE),
                 ).rowcount
                 == 1
             )

@@ -38,6 +38,7 @@ CONNECT_TIMEOUT = 5
 TCP_USER_TIMEOUT_MS = 5000
 APPLICATION_NAME = "vonage-sms-connector"
 CHECK_AFTER_IDLE_SECONDS = 1.0
+DATABASE_TIME = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 
 class DatabaseUnavailable(StoreUnavailable):
@@ -182,6 +183,12 @@ class PostgresStore(Store):
     def ping(self):
         with self._connection(PING_WAIT_SECONDS) as conn:
             conn.execute("SELECT 1")
+
+    def database_time(self) -> float:
+        """The database server's clock (epoch seconds): the one every instance shares. Waits
+        no longer than /health's ping for a connection: a request may be the one measuring."""
+        with self._connection(PING_WAIT_SECONDS) as conn:
+            return conn.execute(DATABASE_TIME).fetchone()[0]
 
     def pool_use(self):
         """This worker's pool for /health: its limit, connections open, in use, waiters."""
