@@ -15,11 +15,13 @@ import jsonschema
 import pytest
 import yaml
 
-from connector.config import _ENV, load_settings
+from connector.config import SETTINGS as DECLARED
+from connector.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "deploy"  # sources: its README.md
-CONFIG_VARS = {var for var, _ in _ENV.values()}
+CONFIG_VARS = {setting.env for setting in DECLARED}
+EXAMPLES = {setting.env: setting.example for setting in DECLARED}
 
 
 def schema(name):
@@ -104,8 +106,10 @@ def test_env_example_lists_every_setting_at_its_default():
             assert (commented, value) == (True, default), f"{var}: #{var}={default}"
 
 
-def other_than(default):
-    """A value that differs from `default` and still parses."""
+def other_than(default, var=None):
+    """A value that differs from `default` and is allowed: the declaration's example, if any."""
+    if EXAMPLES.get(var):
+        return EXAMPLES[var]
     if default is None or default == "required":
         return "https://example.invalid/x"
     if default in ("0", "1"):  # may be a switch: flip it
@@ -136,9 +140,9 @@ def test_the_app_or_gunicorn_reads_each_setting_with_the_readmes_default(var, mo
         unset = load_settings(environ={})
         if default not in (None, "required"):
             assert load_settings(environ={var: default}) == unset, f"{var}: default differs"
-        assert load_settings(environ={var: other_than(default)}) != unset, f"{var} not read"
+        assert load_settings(environ={var: other_than(default, var)}) != unset, f"{var} not read"
     unset = gunicorn_settings(monkeypatch)
-    changed = gunicorn_settings(monkeypatch, **{var: other_than(default)})
+    changed = gunicorn_settings(monkeypatch, **{var: other_than(default, var)})
     if changed != unset:
         read = True
         assert gunicorn_settings(monkeypatch, **{var: default}) == unset, f"{var}: default differs"

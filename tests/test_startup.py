@@ -85,3 +85,37 @@ def test_gunicorn_stops_at_start_on_a_bad_database_url(tmp_path):
     assert done.returncode != 0
     assert "DATABASE_URL must start with postgres:// or postgresql://" in done.stderr
     assert "pw" not in done.stderr.split("DATABASE_URL must start", 1)[1].splitlines()[0]
+
+
+def test_gunicorn_stops_at_start_on_bad_settings_naming_each_and_no_secret():
+    """Values that used to load and then break the connector silently: the master stops before
+    any worker starts, one line per setting, and a secret's value is never shown."""
+    env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "VONAGE_TIMEOUT": "nan",
+        "WEB_CONCURRENCY": "0",
+        "RETENTION_DAYS": "0.0001",
+        "PUBLIC_URL": "sms.example.com",
+        "CONSOLE_PASSWORD": "hunter2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    for line in (
+        "configuration: VONAGE_TIMEOUT must be a number above 0 and at most 30 (seconds)",
+        "configuration: WEB_CONCURRENCY must be a whole number of at least 1 (processes), not '0'",
+        "configuration: RETENTION_DAYS must be a number of at least 1 (days), not '0.0001'",
+        "configuration: PUBLIC_URL must be an http:// or https:// URL with a host",
+        "configuration: CONSOLE_PASSWORD must be empty (off) or at least 12 characters",
+    ):
+        assert line in done.stderr, done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+    assert "Booting worker" not in done.stderr
