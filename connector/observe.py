@@ -14,7 +14,7 @@ from flask import g, request
 from . import cli_ops, trail
 from .errors import Failure
 from .evidence import Evidence
-from .moengage import NotAccepted
+from .moengage import NotAccepted, Shed
 
 log = logging.getLogger(__name__)
 REFUSED = ("rejected", "undeliverable", "failed")
@@ -234,6 +234,10 @@ class TracedMoEngage:
         started = time.monotonic()
         try:
             status = self._client.deliver(event, *args, **kwargs)
+        except Shed as exc:  # not tried: MoEngage hangs, the warning says so
+            self._note(event, started, error=str(exc))
+            self._evidence.seen(9, "moengage_unanswered", target=event.target, last=str(exc)[:200])
+            raise
         except NotAccepted as exc:
             self._note(event, started, error=str(exc))
             key = "data_api" if event.target == "data_api" else "moengage"

@@ -12,7 +12,7 @@ import threading
 import time
 
 from . import phone
-from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted
+from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted, Shed
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ SENT = "sent"  # forwarded by this call
 DONE = "done"  # MoEngage already had it, or a final status forwarded first made it moot
 BUSY = "busy"  # another worker holds its lease (forwarding it now, or died doing so)
 FAILED = "failed"  # MoEngage did not accept it; still pending
+SHED = "shed"  # not tried: MoEngage is not answering (moengage_gate.py); still pending
 DELIVERED = (SENT, DONE)
 
 LEASE_MARGIN = 1.0
@@ -54,8 +55,19 @@ def forward(services, event_id, wait=0.0):
             return post(services, lease)
         if lease.outcome != "busy":
             return DONE
-        if not _holder_finished(store, event_id, deadline):
+        if not _waited_for_holder(services, event_id, deadline):
             return BUSY
+
+
+def _waited_for_holder(services, event_id, deadline):
+    """Waiting for another worker's forward holds a thread as a call to MoEngage does: it
+    takes a slot of the gate, and none free means not waiting at all."""
+    try:
+        return services.moengage.gate.call(
+            "wait", lambda: _holder_finished(services.store, event_id, deadline)
+        )
+    except Shed:
+        return False
 
 
 def _holder_finished(store, event_id, deadline):
@@ -71,10 +83,13 @@ def _holder_finished(store, event_id, deadline):
 
 
 def post(services, lease):
-    """Post the event `lease` holds: SENT, or FAILED (it stays pending)."""
+    """Post the event `lease` holds: SENT, or FAILED or SHED (it stays pending)."""
     event = lease.event
     try:
         status = services.moengage.deliver(event)
+    except Shed as exc:  # logged by the gate, once, not once per event
+        services.store.event_failed(event.id, str(exc), lease.until)
+        return SHED
     except NotAccepted as exc:
         services.store.event_failed(event.id, str(exc), lease.until)
         log.warning(
@@ -106,7 +121,7 @@ def sweep(services, budget=SWEEP_BUDGET):
         for event_id in services.store.leasable_events(time.time(), SWEEP_BATCH):
             outcome = forward(services, event_id)
             accepted += outcome == SENT
-            failed_in_a_row = failed_in_a_row + 1 if outcome == FAILED else 0
+            failed_in_a_row = failed_in_a_row + 1 if outcome in (FAILED, SHED) else 0
             if failed_in_a_row >= SWEEP_GIVE_UP or time.monotonic() >= deadline:
                 return sent + accepted
         sent += accepted

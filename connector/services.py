@@ -67,6 +67,8 @@ def build_services(settings):
             settings.moengage_data_api_key,
             settings.moengage_timeout,
             pool_size=pool,
+            # A quarter of the threads at most wait on MoEngage; the rest stay free for sends.
+            max_waiting=max(2, settings.threads // 4),
         ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
         # With PostgreSQL the schedule is in the database, shared with every other instance.
