@@ -62,7 +62,8 @@ class Gate:
 
     def call(self, target, attempt):
         """`attempt()` (a call to MoEngage for `target`) if a slot is free and the target's
-        circuit is not open; otherwise Shed at once. Its time-outs and answers move the breaker."""
+        circuit is not open; otherwise Shed at once. Its time-outs and answers move the breaker.
+        Target None: a wait on MoEngage that is not a call (it takes a slot, has no circuit)."""
         trial = self._enter(target)
         try:
             result = attempt()
@@ -78,7 +79,7 @@ class Gate:
     def _enter(self, target):
         now = time.monotonic()
         with self._lock:
-            breaker = self._breakers.setdefault(target, _Breaker())
+            breaker = self._breakers.setdefault(target, _Breaker()) if target else _Breaker()
             refusal = breaker.refusal(now)
             if refusal is None and self._waiting >= self.limit:
                 refusal = (
@@ -97,6 +98,8 @@ class Gate:
     def _leave(self, target, trial, timed_out):
         with self._lock:
             self._waiting -= 1
+            if target is None:
+                return
             breaker = self._breakers[target]
             if trial:
                 breaker.trial = False

@@ -64,7 +64,7 @@ def _waited_for_holder(services, event_id, deadline):
     takes a slot of the gate, and none free means not waiting at all."""
     try:
         return services.moengage.gate.call(
-            "wait", lambda: _holder_finished(services.store, event_id, deadline)
+            None, lambda: _holder_finished(services.store, event_id, deadline)
         )
     except Shed:
         return False

@@ -50,8 +50,8 @@ class Setting:
         except (ValueError, TypeError):
             rule = self.allowed()
             must = rule if rule.startswith("start with") else f"be {rule}"
-            shown = "(a secret: its value is not shown)" if self.secret else f"not {text!r}"
-            raise ValueError(f"{self.env} must {must}, {shown}") from None
+            shown = " (its value, a secret, is not shown)" if self.secret else f", not {text!r}"
+            raise ValueError(f"{self.env} must {must}{shown}") from None
 
     def allowed(self):
         """What the setting accepts, in words (error messages and the docs' table)."""

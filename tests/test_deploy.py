@@ -260,6 +260,24 @@ def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
         assert render_env[var].get("value") == spec.get("value"), var
 
 
+def test_deploy_files_values_are_allowed_and_secrets_never_written(app_json, blueprint):
+    """What the buttons set passes the start's checks; a secret is asked for or generated."""
+    [service] = blueprint["services"]
+    render_env = {entry["key"]: entry for entry in service["envVars"]}
+    load_settings(environ={k: e["value"] for k, e in render_env.items() if "value" in e})
+    load_settings(environ={k: e["value"] for k, e in app_json["env"].items() if "value" in e})
+    for setting in DECLARED:
+        if setting.secret and setting.env in app_json["env"]:
+            assert "value" not in app_json["env"][setting.env], setting.env
+            assert "value" not in render_env[setting.env], setting.env
+    # The console: on, with a password the platform generates (Heroku: 64 hex characters,
+    # Render: 44 base64 ones, both over CONSOLE_PASSWORD's 12).
+    assert app_json["env"]["CONSOLE_PASSWORD"]["generator"] == "secret"
+    assert render_env["CONSOLE_PASSWORD"] == {"key": "CONSOLE_PASSWORD", "generateValue": True}
+    assert app_json["env"]["DEFAULT_COUNTRY"]["required"] is False
+    assert render_env["DEFAULT_COUNTRY"] == {"key": "DEFAULT_COUNTRY", "sync": False}
+
+
 # The smallest plans the buttons create, and what else may hold a connection at once: a
 # one-off `flask` command or psql session (Heroku), or the instances being replaced during a
 # zero-downtime deploy (Render runs old and new together).
