@@ -26,6 +26,8 @@ def existing_store():
     mistyped DATABASE_PATH or the wrong folder, not an empty database: say so (exit 1) and
     create nothing."""
     ctx = services()
+    if ctx.settings.rejected:  # a refused DATABASE_URL or DATABASE_PATH must not read another
+        raise click.ClickException("\n".join(f"configuration: {p}" for p in ctx.settings.rejected))
     path = ctx.settings.database_path
     if not ctx.settings.database_url and not os.path.exists(path):
         raise click.ClickException(

@@ -4,6 +4,7 @@ the start. gunicorn.conf.py reads its own values through the same declarations."
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
@@ -246,6 +247,9 @@ class Settings:
     gunicorn_graceful_timeout: int
     gunicorn_keepalive: int
     gunicorn_reuse_port: bool
+    # Lenient loading (an app being built, see load_settings): what was refused, each of those
+    # settings at its default meanwhile. Any of it stops start() and opening the store.
+    rejected: tuple = ()
 
     @property
     def data_api_enabled(self):
@@ -272,10 +276,10 @@ class Settings:
     def status_webhook_url(self):
         return f"{self.public_url.rstrip('/')}/webhooks/status" if self.public_url else ""
 
-    def problems(self):
+    def problems(self) -> list[str]:
         """What stops the connector from working, each with its fix (never a secret's value):
         settings a one-click deploy may leave empty, so /health answers 503 naming them."""
-        found = []
+        found = list(self.rejected)
         if not self.moengage_delivery_url:
             found.append(
                 "MOENGAGE_DELIVERY_URL is not set: copy the SMS delivery tracking URL "
@@ -292,32 +296,43 @@ class Settings:
 
 
 _DECLARED = {setting.field for setting in SETTINGS}
-if _DECLARED != {f.name for f in fields(Settings)} or len(_DECLARED) != len(SETTINGS):
+_FIELDS = {f.name for f in fields(Settings)} - {"rejected"}
+if _DECLARED != _FIELDS or len(_DECLARED) != len(SETTINGS):
     raise RuntimeError("connector/config.py: SETTINGS and Settings name different settings")
 
 
-def load_settings(overrides=None, environ=None):
+def load_settings(
+    overrides: dict | None = None,
+    environ: Mapping[str, str] | None = None,
+    lenient: bool = False,
+) -> Settings:
     """Read the environment (after `.env`; the environment wins), then apply `overrides` (a
     dict of field names, typed: tests and the rehearsal, which use time scales no operator
-    would). Every value outside what its declaration allows is named in one SettingError."""
+    would). Every value outside what its declaration allows is named in one SettingError, or,
+    `lenient`, in `Settings.rejected`: building the app for `flask --help` or `rehearse`
+    (which read no setting) must not fail on a setting they do not use."""
     if environ is None:
         load_dotenv()
         environ = os.environ
+    overrides = overrides or {}
+    unknown = set(overrides) - _DECLARED
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
     values, problems = {}, []
     for setting in SETTINGS:
+        if setting.field in overrides:
+            continue
         try:
             values[setting.field] = setting.read(environ.get(setting.env, ""))
         except ValueError as exc:
             problems.append(str(exc))
-    if problems:
+            values[setting.field] = setting.read("")
+    if problems and not lenient:
         raise SettingError(problems)
-    unknown = set(overrides or {}) - _DECLARED
-    if unknown:
-        raise ValueError(f"unknown settings: {sorted(unknown)}")
-    return Settings(**{**values, **(overrides or {})})
+    return Settings(**values, **overrides, rejected=tuple(problems))
 
 
-def load_or_exit(environ=None):
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     """load_settings() for a server starting: a bad value stops it with the message alone."""
     try:
         return load_settings(environ=environ)

@@ -13,6 +13,8 @@ bp = Blueprint("health", __name__)
 def health():
     ctx = services()
     problems = list(ctx.settings.problems())
+    if ctx.settings.rejected:  # settings outside what they allow: no database opened for them
+        return jsonify({"status": "unavailable", "problems": problems}), 503
     try:
         ctx.store.ping()
     except StoreUnavailable as exc:  # the file gone or replaced, no connection: says which

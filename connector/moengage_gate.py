@@ -10,8 +10,11 @@ Knows no Flask and no store: the client calls it, observe.py reports it.
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 TRIP_AFTER = 3  # time-outs in a row: one slow answer is noise, three is a hung MoEngage
 COOL_OFF = 30.0  # seconds without a call once tripped; Vonage's and the sweep's retries wait
 
@@ -20,7 +23,7 @@ class NotAccepted(Exception):
     """MoEngage did not answer 2xx in time; the event stays pending. `timed_out`: it gave no
     answer within MOENGAGE_TIMEOUT (what the breaker counts), rather than a refusal."""
 
-    def __init__(self, reason, timed_out=False):
+    def __init__(self, reason: str, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.timed_out = timed_out
 
@@ -32,7 +35,7 @@ class Shed(NotAccepted):
 class _Breaker:
     def __init__(self):
         self.timeouts = 0
-        self.open_until = None  # monotonic time; None while closed
+        self.open_until: float | None = None  # monotonic time; None while closed
         self.trial = False  # a call is testing whether MoEngage answers again
 
     def refusal(self, now):
@@ -51,19 +54,18 @@ class _Breaker:
 class Gate:
     """One per worker process (built with the client); thread-safe."""
 
-    def __init__(self, limit, trip_after=TRIP_AFTER, cool_off=COOL_OFF):
+    def __init__(self, limit: int, trip_after: int = TRIP_AFTER, cool_off: float = COOL_OFF):
         self.limit = limit
         self.trip_after = trip_after
         self.cool_off = cool_off
         self._lock = threading.Lock()
         self._waiting = 0
-        self._breakers = {}
+        self._breakers: dict[str, _Breaker] = {}
         self._full_logged = float("-inf")
 
-    def call(self, target, attempt):
+    def call(self, target: str, attempt: Callable[[], T]) -> T:
         """`attempt()` (a call to MoEngage for `target`) if a slot is free and the target's
-        circuit is not open; otherwise Shed at once. Its time-outs and answers move the breaker.
-        Target None: a wait on MoEngage that is not a call (it takes a slot, has no circuit)."""
+        circuit is not open; otherwise Shed at once. Its time-outs and answers move the breaker."""
         trial = self._enter(target)
         try:
             result = attempt()
@@ -79,7 +81,7 @@ class Gate:
     def _enter(self, target):
         now = time.monotonic()
         with self._lock:
-            breaker = self._breakers.setdefault(target, _Breaker()) if target else _Breaker()
+            breaker = self._breakers.setdefault(target, _Breaker())
             refusal = breaker.refusal(now)
             if refusal is None and self._waiting >= self.limit:
                 refusal = (
@@ -98,8 +100,6 @@ class Gate:
     def _leave(self, target, trial, timed_out):
         with self._lock:
             self._waiting -= 1
-            if target is None:
-                return
             breaker = self._breakers[target]
             if trial:
                 breaker.trial = False
@@ -119,7 +119,15 @@ class Gate:
                     self.cool_off,
                 )
 
-    def state(self):
+    def circuit_open(self) -> bool:
+        """Whether any target's circuit is open now: then nothing waits on MoEngage at all."""
+        now = time.monotonic()
+        with self._lock:
+            return any(
+                b.open_until is not None and now < b.open_until for b in self._breakers.values()
+            )
+
+    def state(self) -> dict:
         """{target: "closed" | "open" | "testing"} and how many calls wait now, for /health."""
         now = time.monotonic()
         with self._lock:

@@ -10,6 +10,7 @@ from .credentials import AcceptedPairs, LegacyRefs
 from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
+from .setting import SettingError
 from .store import Store, describe, open_store
 from .vonage import VonageClient
 
@@ -35,6 +36,8 @@ class Services:
         so `flask --app app --help` creates nothing. gunicorn opens it before serving
         (`connector.start`), so a bad DATABASE_URL still stops the start."""
         if self._store is None:
+            if self.settings.rejected:  # never a default in place of what was refused
+                raise SettingError(self.settings.rejected)
             with self._opening:
                 if self._store is None:
                     store = open_store(self.settings)

@@ -18,7 +18,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class SettingError(ValueError):
     """Settings that stop the start, one line each, naming the variable and what it allows."""
 
-    def __init__(self, problems):
+    def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(f"configuration: {p}" for p in self.problems))
 
@@ -42,7 +42,7 @@ class Setting:
     none: str = "none"  # the default as the docs say it, when there is no literal one
     example: str = ""  # a valid value other than the default
 
-    def read(self, raw):
+    def read(self, raw: str | None) -> object:
         """The typed value of `raw` (the default when empty); ValueError names what is allowed."""
         text = raw.strip() if isinstance(raw, str) else ""
         try:
@@ -53,7 +53,7 @@ class Setting:
             shown = " (its value, a secret, is not shown)" if self.secret else f", not {text!r}"
             raise ValueError(f"{self.env} must {must}{shown}") from None
 
-    def allowed(self):
+    def allowed(self) -> str:
         """What the setting accepts, in words (error messages and the docs' table)."""
         if self.kind in ("number", "integer"):
             return self._range()

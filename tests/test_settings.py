@@ -7,7 +7,7 @@ import re
 import phonenumbers
 import pytest
 
-from connector import settings_docs
+from connector import create_app, settings_docs, start
 from connector.config import SETTINGS, load_settings
 from connector.setting import SettingError
 
@@ -150,6 +150,22 @@ def test_each_declaration_is_whole():
         load_settings(environ={setting.env: setting.default})  # its default is allowed
         if setting.example:
             load_settings(environ={setting.env: setting.example})
+
+
+def test_an_app_built_with_a_bad_setting_starts_nothing_and_health_names_it(tmp_path):
+    """Building the app (any `flask` command, even --help) does not fail on a setting; starting
+    it, opening its database or asking /health does, naming it."""
+    bad = {"VONAGE_TIMEOUT": "nan", "DATABASE_URL": "mysql://app:hunter2@db.example.com/app"}
+    app = create_app({"database_path": str(tmp_path / "c.db")}, environ=bad)
+    with pytest.raises(SettingError, match="VONAGE_TIMEOUT must be a number above 0"):
+        start(app)
+    with pytest.raises(SettingError, match="DATABASE_URL must start with postgres://"):
+        app.extensions["connector"].store  # noqa: B018 - never SQLite in its place
+    health = app.test_client().get("/health")
+    assert health.status_code == 503
+    assert [p.split()[0] for p in health.json["problems"][:2]] == ["VONAGE_TIMEOUT", "DATABASE_URL"]
+    assert "hunter2" not in health.get_data(as_text=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the documents follow the declarations ---------------------------------------------------

@@ -36,6 +36,15 @@ def test_help_builds_nothing_and_creates_no_file(tmp_path):
     assert "configuration" not in done.stderr and "MOENGAGE_DELIVERY_URL" not in done.stderr
 
 
+def test_help_builds_the_app_despite_a_bad_setting_and_commands_name_it(tmp_path):
+    done = flask(tmp_path, "--help", VONAGE_TIMEOUT="nan")
+    assert done.returncode == 0, done.stderr
+    done = flask(tmp_path, "pending", VONAGE_TIMEOUT="nan")
+    assert done.returncode == 1
+    assert "configuration: VONAGE_TIMEOUT must be a number above 0" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_only_commands_on_a_missing_sqlite_file_say_so_and_create_nothing(tmp_path):
     for command in ("pending", "optouts"):
         done = flask(tmp_path, command, DATABASE_PATH="conector.db")
