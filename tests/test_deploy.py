@@ -1,7 +1,8 @@
 """The one-click deploy files, checked against the platforms' own schemas (tests/fixtures/deploy),
 and the settings: the README's Settings table, .env.example, connector/config.py and
-gunicorn.conf.py agree on every variable and its default. Adding a setting means adding its row
-to the README and its line to .env.example; these tests need no change."""
+gunicorn.conf.py agree on every variable and its default. Adding a setting means declaring it in
+connector/config.py and running `python -m connector.settings_docs` (tests/test_settings.py);
+these tests need no change."""
 
 import copy
 import json

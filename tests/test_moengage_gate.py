@@ -133,6 +133,19 @@ def test_a_redelivery_does_not_wait_for_another_workers_forward_while_the_circui
     assert moengage.requests == []
 
 
+def test_push_stops_calling_a_hung_moengage_and_says_what_is_still_pending(make_app, moengage):
+    app = make_app(moengage_timeout=0.3)
+    store = app.extensions["connector"].store
+    for i in range(5):
+        store.record_status(f"p-{i}", "delivered", True, {"trackingId": f"p-{i}"}, time.time())
+    moengage.script(SLOW, SLOW, SLOW)
+    result = app.test_cli_runner().invoke(args=["push"])
+    assert result.exit_code == 1
+    assert "0 sent, 5 still pending" in result.output
+    assert "not tried: MoEngage gave no answer to 3 calls in a row" in result.output
+    assert len(moengage.requests) == 3 and len(store.pending_events()) == 5
+
+
 class SilentMoEngage:
     """MoEngage accepting every connection and never answering: each is kept open, unread."""
 
