@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+POSTGRES = " postgres:// or postgresql://"
 
 
 class SettingError(ValueError):
@@ -48,8 +49,8 @@ class Setting:
         try:
             return PARSERS[self.kind](self, text or self.default)
         except (ValueError, TypeError):
-            rule = self.allowed()
-            must = rule if rule.startswith("start with") else f"be {rule}"
+            # The store said this of DATABASE_URL before it was declared; operators may grep it.
+            must = "start with" + POSTGRES if self.kind == "postgres" else f"be {self.allowed()}"
             shown = " (its value, a secret, is not shown)" if self.secret else f", not {text!r}"
             raise ValueError(f"{self.env} must {must}{shown}") from None
 
@@ -163,7 +164,7 @@ ALLOWED = {
             else ""
         )
     ),
-    "postgres": lambda s: "start with postgres:// or postgresql://",
+    "postgres": lambda s: "a URL starting with" + POSTGRES,
     "switch": lambda s: "0 or 1",
     "choice": lambda s: ", ".join(LOG_LEVELS) + " (any case)",
     "region": lambda s: (
