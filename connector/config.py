@@ -62,8 +62,9 @@ SETTINGS = (
     Setting(
         "VONAGE_TIMEOUT", "vonage_timeout", "number", "4",
         "seconds a send may wait for Vonage, all tries and Vonage's whole answer included (a send "
-        "is answered within it + 0.5 s); keep it under MoEngage's 5 s",
-        SENDING, minimum=0, above=True, maximum=30, unit="seconds",
+        "is answered within it + 0.5 s); keep it under MoEngage's 5 s. At least 1: a send waits "
+        "for its `VONAGE_MAX_RPS` slot until 1 s before it",
+        SENDING, minimum=1, maximum=30, unit="seconds",
     ),
     Setting(
         "VONAGE_MAX_RPS", "vonage_max_rps", "number", "0",
@@ -105,7 +106,7 @@ SETTINGS = (
         "MOENGAGE_TIMEOUT", "moengage_timeout", "number", "5",
         "seconds a forward to MoEngage may take, inline retries and MoEngage's whole answer "
         "included",
-        MOENGAGE, minimum=0, above=True, maximum=60, unit="seconds",
+        MOENGAGE, minimum=1, maximum=60, unit="seconds",
     ),
     Setting(
         "PENDING_SWEEP_SECONDS", "pending_sweep_seconds", "number", "10",

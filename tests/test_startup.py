@@ -41,7 +41,7 @@ def test_help_builds_the_app_despite_a_bad_setting_and_commands_name_it(tmp_path
     assert done.returncode == 0, done.stderr
     done = flask(tmp_path, "pending", VONAGE_TIMEOUT="nan")
     assert done.returncode == 1
-    assert "configuration: VONAGE_TIMEOUT must be a number above 0" in done.stderr
+    assert "configuration: VONAGE_TIMEOUT must be a number from 1" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,7 +119,7 @@ def test_gunicorn_stops_at_start_on_bad_settings_naming_each_and_no_secret():
     )
     assert done.returncode == 1
     for line in (
-        "configuration: VONAGE_TIMEOUT must be a number above 0 and at most 30 (seconds)",
+        "configuration: VONAGE_TIMEOUT must be a number from 1 to 30 (seconds)",
         "configuration: WEB_CONCURRENCY must be a whole number of at least 1 (processes), not '0'",
         "configuration: RETENTION_DAYS must be a number of at least 1 (days), not '0.0001'",
         "configuration: PUBLIC_URL must be an http:// or https:// URL with a host",
