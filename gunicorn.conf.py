@@ -12,8 +12,13 @@ from dotenv import load_dotenv
 # winning over the file), so PORT, WEB_CONCURRENCY and GUNICORN_THREADS there mean the same
 # to gunicorn as to the app.
 load_dotenv()
+# Every value below is read through the declarations in connector/config.py: a bad one (here
+# or for the app) stops the start in the master, with the variable and what it allows.
+from connector.config import load_or_exit
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+settings = load_or_exit(os.environ)
+
+bind = f"0.0.0.0:{settings.port}"
 # gthread, but each request is read whole by the event loop before a thread takes it, and
 # gunicorn's own refusals are JSON: connector/worker.py.
 worker_class = "connector.worker.Worker"
@@ -21,8 +26,8 @@ worker_class = "connector.worker.Worker"
 # with the worker that accepted it, and one worker often takes most of a burst of new ones:
 # 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
 # 4 x 64 = 256 requests in flight; a worker peaked at 69 MB under the benchmark.
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+workers = settings.workers
+threads = settings.threads
 # One listening socket, made by the master and shared by the workers (GUNICORN_REUSE_PORT=0):
 # a `kill -HUP` reload resets nothing, as the new workers take over what is queued on it. With
 # SO_REUSEPORT (1) each worker had its own socket, and connections queued on a stopping
@@ -30,7 +35,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 # bind the same port and silently take half the traffic. On the shared socket the worker
 # accepts fairly (connector/worker.py): 128 connections opened at once spread [30, 32, 33, 33]
 # over 4 workers, where the first worker to wake used to take most. bench/RESULTS.md has it all.
-reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "0") == "1"
+reuse_port = settings.gunicorn_reuse_port
 # A port held by another program stops the start at once, with a message naming it.
 from connector.port import check_port
 
@@ -38,9 +43,9 @@ on_starting = check_port
 
 # A send answers within VONAGE_TIMEOUT (4 s) and a webhook within ~15 s: 30 s only catches a
 # truly stuck worker.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+timeout = settings.gunicorn_timeout
+graceful_timeout = settings.gunicorn_graceful_timeout
+keepalive = settings.gunicorn_keepalive
 accesslog = None  # the app logs each event itself, with numbers masked
 errorlog = "-"
 

@@ -13,6 +13,7 @@ from .services import build_services
 from .version import __version__
 
 __all__ = ["__version__", "create_app", "start"]
+from .setting import SettingError
 
 
 def create_app(config=None, environ=None):
@@ -20,9 +21,10 @@ def create_app(config=None, environ=None):
     and `.env`); `config` (a dict of Settings fields) overrides it.
 
     Building opens no database and complains about nothing, so any `flask --app app` command
-    (even `--help`) does only what it is asked; `start(app)` does both before serving.
+    (even `--help`) does only what it is asked; `start(app)` does both before serving, and a
+    setting outside what it allows stops it, and opening the database (Settings.rejected).
     """
-    settings = load_settings(config, environ=environ)
+    settings = load_settings(config, environ=environ, lenient=True)
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -43,6 +45,8 @@ def start(app):
     DATABASE_URL or a schema from a newer connector stops the start loudly, and log every
     setting that keeps the connector from working. gunicorn.conf.py calls it in each worker."""
     ctx = app.extensions["connector"]
+    if ctx.settings.rejected:
+        raise SettingError(ctx.settings.rejected)
     ctx.store  # noqa: B018 - opening it is the point
     settings = ctx.settings
     log = logging.getLogger("connector")

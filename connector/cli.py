@@ -26,6 +26,8 @@ def existing_store():
     mistyped DATABASE_PATH or the wrong folder, not an empty database: say so (exit 1) and
     create nothing."""
     ctx = services()
+    if ctx.settings.rejected:  # a refused DATABASE_URL or DATABASE_PATH must not read another
+        raise click.ClickException("\n".join(f"configuration: {p}" for p in ctx.settings.rejected))
     path = ctx.settings.database_path
     if not ctx.settings.database_url and not os.path.exists(path):
         raise click.ClickException(
@@ -73,7 +75,8 @@ def push_command():
     outcomes = outbox.push(ctx, list(targets))
     for event_id, outcome in outcomes.items():
         _report_push(ctx.store, event_id, targets[event_id], outcome)
-    left = [i for i, outcome in outcomes.items() if outcome in (outbox.BUSY, outbox.FAILED)]
+    still = (outbox.BUSY, outbox.FAILED, outbox.SHED)
+    left = [i for i, outcome in outcomes.items() if outcome in still]
     _print_pending([row for row in ctx.store.pending_events() if row[0] in set(left)])
     sent = sum(outcome == outbox.SENT for outcome in outcomes.values())
     done = sum(outcome == outbox.DONE for outcome in outcomes.values())

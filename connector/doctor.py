@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from . import clock, countries, destinations, evidence, vonage_errors
 from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
+from .moengage_gate import COOL_OFF
 
 log = logging.getLogger(__name__)
 CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
@@ -143,6 +144,32 @@ def moengage_refusing(ctx, rows, now):
     ]
 
 
+def moengage_unanswered(ctx, rows, now):
+    """Forwards not even tried, because MoEngage stopped answering (moengage_gate.py); gone
+    once nothing is pending, as MoEngage then has everything."""
+    row = rows.get("moengage_unanswered")
+    if not row or not _pending(ctx.store):
+        return []
+    return [
+        _warning(
+            "moengage-unanswered",
+            f"MoEngage is not answering within MOENGAGE_TIMEOUT: {row['count']} forwards were "
+            f"not tried, so that waiting on it never holds the threads sends need; last: "
+            f"{row['detail']['last']}. Their webhooks were answered 503 (Vonage retries) and "
+            "the events are kept pending.",
+            "Check MoEngage's status and that the host of MOENGAGE_DELIVERY_URL answers (a "
+            "firewall or proxy that accepts connections and then drops them looks the same); "
+            f"the connector tries again every {COOL_OFF:g} s by itself, and `flask --app app push` "
+            "forwards the backlog once MoEngage answers.",
+            row,
+        )
+    ]
+
+
+def _pending(store):
+    return store.query("SELECT 1 FROM events WHERE state = 'pending' LIMIT 1")
+
+
 def data_api(ctx, rows, now):
     found = []
     refused, ok = rows.get("data_api"), rows.get("data_api_ok")
@@ -219,6 +246,7 @@ RULES = [
     webhook_signature,
     status_silence,
     moengage_refusing,
+    moengage_unanswered,
     data_api,
     carrier_rejections,
     wrong_host,

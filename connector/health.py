@@ -14,6 +14,8 @@ bp = Blueprint("health", __name__)
 def health():
     ctx = services()
     problems = list(ctx.settings.problems())
+    if ctx.settings.rejected:  # settings outside what they allow: no database opened for them
+        return jsonify({"status": "unavailable", "problems": problems}), 503
     try:
         ctx.store.ping()
     except StoreUnavailable as exc:  # the file gone or replaced, no connection: says which
@@ -29,6 +31,8 @@ def health():
         "data_api_sync": ctx.settings.data_api_enabled,
         "status_webhooks_requested": bool(ctx.settings.public_url),
         "api_keys_limited": bool(ctx.settings.vonage_api_keys),
+        # This worker's calls waiting on MoEngage and its circuits (connector/moengage_gate.py).
+        "moengage": ctx.moengage.gate.state(),
     }
     body["warnings"] = doctor.for_health(ctx, problems)
     pool_use = getattr(ctx.store, "pool_use", None)

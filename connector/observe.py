@@ -87,13 +87,16 @@ def vonage_call(call):
     return message_uuid
 
 
-def forwarded(ctx, event, started, status=None, error=None):
+def forwarded(ctx, event, started, status=None, error=None, shed=False):
     """outbox.py: one attempt to give `event` to MoEngage (tracking URL or Data API), queued
-    before the transaction that marks the event sent or failed, which writes it."""
+    before the transaction that marks the event sent or failed, which writes it. `shed`: not
+    tried, as MoEngage is not answering (moengage_gate.py)."""
     ms = round((time.monotonic() - started) * 1000, 1)
     outcome = {"error": error} if error is not None else {"http": status}
     data_api = event.target == "data_api"
-    if error is not None:
+    if shed:
+        ctx.evidence.seen(9, "moengage_unanswered", target=event.target, last=error[:200])
+    elif error is not None:
         ctx.evidence.seen(
             6 if data_api else 5, "data_api" if data_api else "moengage", last=error[:200]
         )

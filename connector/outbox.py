@@ -12,7 +12,7 @@ import threading
 import time
 
 from . import observe, phone
-from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted
+from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepted, Shed
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ SENT = "sent"  # forwarded by this call
 DONE = "done"  # MoEngage already had it, or a final status forwarded first made it moot
 BUSY = "busy"  # another worker holds its lease (forwarding it now, or died doing so)
 FAILED = "failed"  # MoEngage did not accept it; still pending
+SHED = "shed"  # not tried: MoEngage is not answering (moengage_gate.py); still pending
 DELIVERED = (SENT, DONE)
 
 LEASE_MARGIN = 1.0
@@ -54,6 +55,9 @@ def forward(services, event_id, wait=0.0):
             return post(services, lease)
         if lease.outcome != "busy":
             return DONE
+        # Waiting holds a thread too: not while MoEngage is known not to answer.
+        if services.moengage.gate.circuit_open():
+            return BUSY
         if not _holder_finished(store, clock, event_id, deadline):
             return BUSY
 
@@ -71,11 +75,15 @@ def _holder_finished(store, clock, event_id, deadline):
 
 
 def post(services, lease):
-    """Post the event `lease` holds: SENT, or FAILED (it stays pending)."""
+    """Post the event `lease` holds: SENT, or FAILED or SHED (it stays pending)."""
     event = lease.event
     started = time.monotonic()
     try:
         status = services.moengage.deliver(event)
+    except Shed as exc:  # logged by the gate, once, not once per event
+        observe.forwarded(services, event, started, error=str(exc), shed=True)
+        services.store.event_failed(event.id, str(exc), lease.until)
+        return SHED
     except NotAccepted as exc:
         observe.forwarded(services, event, started, error=str(exc))
         services.store.event_failed(event.id, str(exc), lease.until)
@@ -109,7 +117,7 @@ def sweep(services, budget=SWEEP_BUDGET):
         for event_id in services.store.leasable_events(services.clock.now(), SWEEP_BATCH):
             outcome = forward(services, event_id)
             accepted += outcome == SENT
-            failed_in_a_row = failed_in_a_row + 1 if outcome == FAILED else 0
+            failed_in_a_row = failed_in_a_row + 1 if outcome in (FAILED, SHED) else 0
             if failed_in_a_row >= SWEEP_GIVE_UP or time.monotonic() >= deadline:
                 return sent + accepted
         sent += accepted

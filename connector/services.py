@@ -11,6 +11,7 @@ from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
 from .retention import Pruner
+from .setting import SettingError
 from .store import Store, describe, open_store
 from .vonage import VonageClient
 
@@ -38,6 +39,8 @@ class Services:
         so `flask --app app --help` creates nothing. gunicorn opens it before serving
         (`connector.start`), so a bad DATABASE_URL still stops the start."""
         if self._store is None:
+            if self.settings.rejected:  # never a default in place of what was refused
+                raise SettingError(self.settings.rejected)
             with self._opening:
                 if self._store is None:
                     self._store = open_store(self.settings)
@@ -67,6 +70,8 @@ def build_services(settings):
             settings.moengage_data_api_key,
             settings.moengage_timeout,
             pool_size=pool,
+            # A quarter of the threads at most wait on MoEngage; the rest stay free for sends.
+            max_waiting=max(2, settings.threads // 4),
         ),
         # Half the threads at most wait for a send slot; the rest answer webhooks meanwhile.
         # With PostgreSQL the schedule is in the database, shared with every other instance.

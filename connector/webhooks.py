@@ -138,7 +138,12 @@ def _forward(ctx, event_ids):
 
 
 def _answer_for(outcomes):
-    if outbox.FAILED in outcomes:
+    if outbox.SHED in outcomes:
+        error = (
+            "MoEngage is not answering in time, so it was not called; the event is kept and "
+            "forwarded on Vonage's retry or by the sweep"
+        )
+    elif outbox.FAILED in outcomes:
         error = "MoEngage did not accept the event; it is kept and forwarded on Vonage's retry"
     elif outbox.BUSY in outcomes:
         error = (

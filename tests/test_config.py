@@ -56,3 +56,19 @@ def test_api_keys_limit_and_account_api_host():
     assert s.vonage_account_url == "http://127.0.0.1:9"  # a stand-in or proxy serves both
     eu = load_settings(environ={"VONAGE_API_URL": "https://api-eu.vonage.com"})
     assert eu.vonage_account_url == "https://rest.nexmo.com"
+
+
+def test_default_country_and_console_password_are_exposed():
+    s = load_settings(environ={})
+    assert (s.default_country, s.console_password) == ("", "")
+    s = load_settings(environ={"DEFAULT_COUNTRY": " us ", "CONSOLE_PASSWORD": "twelve chars"})
+    assert (s.default_country, s.console_password) == ("US", "twelve chars")
+    with pytest.raises(ValueError, match="DEFAULT_COUNTRY must be"):
+        load_settings(environ={"DEFAULT_COUNTRY": "Narnia"})
+    with pytest.raises(ValueError, match="CONSOLE_PASSWORD must be"):
+        load_settings(environ={"CONSOLE_PASSWORD": "eleven char"})
+
+
+def test_gunicorns_settings_are_declared_with_the_apps():
+    s = load_settings(environ={"PORT": "9000", "WEB_CONCURRENCY": "2", "GUNICORN_REUSE_PORT": "1"})
+    assert (s.port, s.workers, s.threads, s.gunicorn_reuse_port) == (9000, 2, 64, True)

@@ -1,7 +1,8 @@
 """The one-click deploy files, checked against the platforms' own schemas (tests/fixtures/deploy),
 and the settings: the README's Settings table, .env.example, connector/config.py and
-gunicorn.conf.py agree on every variable and its default. Adding a setting means adding its row
-to the README and its line to .env.example; these tests need no change."""
+gunicorn.conf.py agree on every variable and its default. Adding a setting means declaring it in
+connector/config.py and running `python -m connector.settings_docs` (tests/test_settings.py);
+these tests need no change."""
 
 import copy
 import json
@@ -15,11 +16,13 @@ import jsonschema
 import pytest
 import yaml
 
-from connector.config import _ENV, load_settings
+from connector.config import SETTINGS as DECLARED
+from connector.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "deploy"  # sources: its README.md
-CONFIG_VARS = {var for var, _ in _ENV.values()}
+CONFIG_VARS = {setting.env for setting in DECLARED}
+EXAMPLES = {setting.env: setting.example for setting in DECLARED}
 
 
 def schema(name):
@@ -104,8 +107,10 @@ def test_env_example_lists_every_setting_at_its_default():
             assert (commented, value) == (True, default), f"{var}: #{var}={default}"
 
 
-def other_than(default):
-    """A value that differs from `default` and still parses."""
+def other_than(default, var=None):
+    """A value that differs from `default` and is allowed: the declaration's example, if any."""
+    if EXAMPLES.get(var):
+        return EXAMPLES[var]
     if default is None or default == "required":
         return "https://example.invalid/x"
     if default in ("0", "1"):  # may be a switch: flip it
@@ -136,9 +141,9 @@ def test_the_app_or_gunicorn_reads_each_setting_with_the_readmes_default(var, mo
         unset = load_settings(environ={})
         if default not in (None, "required"):
             assert load_settings(environ={var: default}) == unset, f"{var}: default differs"
-        assert load_settings(environ={var: other_than(default)}) != unset, f"{var} not read"
+        assert load_settings(environ={var: other_than(default, var)}) != unset, f"{var} not read"
     unset = gunicorn_settings(monkeypatch)
-    changed = gunicorn_settings(monkeypatch, **{var: other_than(default)})
+    changed = gunicorn_settings(monkeypatch, **{var: other_than(default, var)})
     if changed != unset:
         read = True
         assert gunicorn_settings(monkeypatch, **{var: default}) == unset, f"{var}: default differs"
@@ -254,6 +259,24 @@ def test_heroku_and_render_ask_for_the_same_settings(app_json, blueprint):
     assert set(render_env) == set(app_json["env"]) | {"DATABASE_URL"}
     for var, spec in app_json["env"].items():
         assert render_env[var].get("value") == spec.get("value"), var
+
+
+def test_deploy_files_values_are_allowed_and_secrets_never_written(app_json, blueprint):
+    """What the buttons set passes the start's checks; a secret is asked for or generated."""
+    [service] = blueprint["services"]
+    render_env = {entry["key"]: entry for entry in service["envVars"]}
+    load_settings(environ={k: e["value"] for k, e in render_env.items() if "value" in e})
+    load_settings(environ={k: e["value"] for k, e in app_json["env"].items() if "value" in e})
+    for setting in DECLARED:
+        if setting.secret and setting.env in app_json["env"]:
+            assert "value" not in app_json["env"][setting.env], setting.env
+            assert "value" not in render_env[setting.env], setting.env
+    # The console: on, with a password the platform generates (Heroku: 64 hex characters,
+    # Render: 44 base64 ones, both over CONSOLE_PASSWORD's 12).
+    assert app_json["env"]["CONSOLE_PASSWORD"]["generator"] == "secret"
+    assert render_env["CONSOLE_PASSWORD"] == {"key": "CONSOLE_PASSWORD", "generateValue": True}
+    assert app_json["env"]["DEFAULT_COUNTRY"]["required"] is False
+    assert render_env["DEFAULT_COUNTRY"] == {"key": "DEFAULT_COUNTRY", "sync": False}
 
 
 # The smallest plans the buttons create, and what else may hold a connection at once: a

@@ -235,12 +235,14 @@ def test_the_database_stops_growing_once_traffic_and_retention_are_steady(store,
     assert max(sizes[1:]) <= sizes[1] * bound, sizes
 
 
-def test_retention_days_takes_fractions_and_refuses_zero_or_less():
+def test_retention_days_takes_fractions_and_refuses_less_than_a_day():
+    """At least 1: Vonage redelivers a webhook for 24 h, and a status or client_ref pruned
+    sooner would be forwarded or sent a second time."""
     from connector.config import load_settings
 
     assert load_settings(environ={}).retention_days == 5.0
-    assert load_settings(environ={"RETENTION_DAYS": "0.001"}).retention_days == 0.001
-    for bad in ("0", "-1", "week", "nan"):
+    assert load_settings(environ={"RETENTION_DAYS": "1.5"}).retention_days == 1.5
+    for bad in ("0", "-1", "week", "nan", "0.001", "0.99"):
         with pytest.raises(ValueError, match="RETENTION_DAYS"):
             load_settings(environ={"RETENTION_DAYS": bad})
 

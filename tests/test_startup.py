@@ -36,6 +36,15 @@ def test_help_builds_nothing_and_creates_no_file(tmp_path):
     assert "configuration" not in done.stderr and "MOENGAGE_DELIVERY_URL" not in done.stderr
 
 
+def test_help_builds_the_app_despite_a_bad_setting_and_commands_name_it(tmp_path):
+    done = flask(tmp_path, "--help", VONAGE_TIMEOUT="nan")
+    assert done.returncode == 0, done.stderr
+    done = flask(tmp_path, "pending", VONAGE_TIMEOUT="nan")
+    assert done.returncode == 1
+    assert "configuration: VONAGE_TIMEOUT must be a number from 1" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_only_commands_on_a_missing_sqlite_file_say_so_and_create_nothing(tmp_path):
     for command in ("pending", "optouts"):
         done = flask(tmp_path, command, DATABASE_PATH="conector.db")
@@ -85,3 +94,37 @@ def test_gunicorn_stops_at_start_on_a_bad_database_url(tmp_path):
     assert done.returncode != 0
     assert "DATABASE_URL must start with postgres:// or postgresql://" in done.stderr
     assert "pw" not in done.stderr.split("DATABASE_URL must start", 1)[1].splitlines()[0]
+
+
+def test_gunicorn_stops_at_start_on_bad_settings_naming_each_and_no_secret():
+    """Values that used to load and then break the connector silently: the master stops before
+    any worker starts, one line per setting, and a secret's value is never shown."""
+    env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "VONAGE_TIMEOUT": "nan",
+        "WEB_CONCURRENCY": "0",
+        "RETENTION_DAYS": "0.0001",
+        "PUBLIC_URL": "sms.example.com",
+        "CONSOLE_PASSWORD": "hunter2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    for line in (
+        "configuration: VONAGE_TIMEOUT must be a number from 1 to 30 (seconds)",
+        "configuration: WEB_CONCURRENCY must be a whole number of at least 1 (processes), not '0'",
+        "configuration: RETENTION_DAYS must be a number of at least 1 (days), not '0.0001'",
+        "configuration: PUBLIC_URL must be an http:// or https:// URL with a host",
+        "configuration: CONSOLE_PASSWORD must be empty (off) or at least 12 characters",
+    ):
+        assert line in done.stderr, done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+    assert "Booting worker" not in done.stderr
