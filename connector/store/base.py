@@ -381,12 +381,39 @@ class Store(Retention):
             if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
                 tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
                 return Lease("superseded", None, None)
+            if event.target == "data_api":
+                why_not = self._sync_blocked(tx, event, now)
+                if why_not:
+                    return why_not
             until = now + (seconds[event.target] if isinstance(seconds, dict) else seconds)
             tx.execute(
                 "UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 (until, event_id),
             )
             return Lease("leased", event, until)
+
+    def _sync_blocked(self, tx, event, now):
+        """A subscription sync carries the number's current state, sent after any older one:
+        one whose state is no longer the number's is superseded, never sent after the newer
+        one; while another sync of the number is in flight, it waits ("busy"). The number's
+        subscription row is locked first, so leases of its syncs, on any instance, queue."""
+        number = event.payload.get("number")
+        if not number:
+            return None
+        row = tx.execute(
+            "SELECT state FROM subscriptions WHERE number = ?" + self.lock, (number,)
+        ).fetchone()
+        if row is not None and row[0] != event.payload.get("subscription"):
+            tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event.id,))
+            return Lease("superseded", None, None)
+        for other, payload, until in tx.execute(
+            "SELECT id, payload, lease_until FROM events WHERE state = 'pending'"
+            " AND target = 'data_api' AND lease_until > ? AND id != ?",
+            (now, event.id),
+        ).fetchall():
+            if json.loads(payload).get("number") == number:
+                return Lease("busy", None, until)
+        return None
 
     def event_lease(self, event_id):
         """(state, lease_until) of an event, or None: how a worker waits for another's forward."""
