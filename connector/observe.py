@@ -5,11 +5,12 @@ request hooks check the host and the MoEngage Authorization header and flush aft
 """
 
 import logging
+import re
 import time
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from flask import g, request
+from flask import g, has_request_context, request
 
 from . import cli_ops, trail
 from .errors import Failure
@@ -22,6 +23,8 @@ REFUSED = ("rejected", "undeliverable", "failed")
 # other first word may be a key or secret typed without the scheme, so it is never shown.
 KNOWN_SCHEMES = {"custom", "basic", "bearer", "token", "apikey", "digest", "key"}
 WATCHED = ("dispatch.", "webhooks.")  # endpoints whose Host must be PUBLIC_URL's
+PROBING = 9  # evidence of callers without credentials: counted apart, never advice
+VONAGE_KEY = re.compile(r"[0-9A-Za-z]{8}")
 
 
 def init_app(app):
@@ -38,12 +41,12 @@ def init_app(app):
     def before():
         g.observed = True  # flushed after the answer, not at teardown
         trail.drop()
-        watched = expected_host and (request.endpoint or "").startswith(WATCHED)
-        if watched and _host(f"//{request.host}") != expected_host:
-            ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected_host)
 
     @app.after_request
     def after(response):
+        watched = expected_host and (request.endpoint or "").startswith(WATCHED)
+        if watched and _host(f"//{request.host}") != expected_host:
+            _check_host(ctx, response, expected_host)
         if response.status_code == 401 and request.endpoint == "dispatch.dispatch":
             _check_authorization(ctx, request.headers.get("Authorization"))
         if trail.pending() or ctx.evidence.due():
@@ -112,8 +115,12 @@ def _flush(ctx, force=False):
 def sent(ctx, req, status, answer, started, replay=False):
     """sending.py: the send's answer is about to be recorded (or was replayed)."""
     vonage = trail.sent(req, status, answer, started, replay)
-    if vonage and vonage["status"] in (401, 402, 403):
+    if not vonage or vonage["status"] not in (401, 402, 403):
+        return
+    if vonage["status"] == 402 or (has_request_context() and _team_key(ctx)):
         ctx.evidence.seen(2, f"vonage:{vonage['status']}", reason=vonage["error"])
+    else:  # a key no team would hold: a caller guessing credentials
+        ctx.evidence.seen(PROBING, "probe:vonage")
 
 
 def status(ctx, body, outcome):
@@ -169,14 +176,53 @@ def rejected(ctx, reason):
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
 
 
+def _check_host(ctx, response, expected):
+    """A request for another host than PUBLIC_URL's: a configuration fault only when it is
+    MoEngage's or Vonage's own (a webhook whose signature held, a send Vonage's credentials
+    carried); anyone can forge a Host header, so anything else is counted as probing, and
+    the host it named is never kept."""
+    if _genuine(response):
+        ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected)
+    else:
+        ctx.evidence.seen(PROBING, "probe:host")
+
+
+def _genuine(response):
+    if request.endpoint == "dispatch.dispatch":  # answered past the credentials' check
+        return response.status_code < 400 or response.status_code == 422
+    return bool(g.get("signed"))
+
+
 def _check_authorization(ctx, header):
-    """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)?"""
-    from .sending import parse_credentials
+    """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)? A header
+    not of the `Custom` form counts against MoEngage's configuration only on a request that
+    looks like MoEngage's (a send body the connector accepts); else it is probing."""
+    from .dispatch import read_body
+    from .sending import parse_credentials, parse_send
 
     try:
         parse_credentials(header)
     except Failure:
+        try:
+            parse_send(read_body(), ctx.settings.vonage_from)
+        except Failure:
+            ctx.evidence.seen(PROBING, "probe:authorization")
+            return
         ctx.evidence.seen(1, "authorization", form=describe_authorization(header))
+
+
+def _team_key(ctx):
+    """Whether this request's API key could be the team's: one of VONAGE_API_KEYS when set,
+    else shaped as Vonage issues them (8 letters or digits)."""
+    from .sending import parse_credentials
+
+    try:
+        key, _ = parse_credentials(request.headers.get("Authorization"))
+    except Failure:
+        return False
+    if ctx.settings.vonage_api_keys:
+        return key in ctx.settings.vonage_api_keys
+    return bool(VONAGE_KEY.fullmatch(key))
 
 
 def describe_authorization(header):

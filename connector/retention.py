@@ -13,6 +13,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .cli_store import store_command
 from .services import services
 from .utc import when
 
@@ -123,6 +124,7 @@ def init_app(app):
 @click.command("prune")
 @click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
 @with_appcontext
+@store_command
 def prune_command(dry_run):
     """Remove sends and forwarded events older than RETENTION_DAYS now (the web workers also
     do this by themselves every few minutes). Pending events, opt-outs and contacts stay."""

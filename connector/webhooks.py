@@ -36,6 +36,7 @@ def signed(view):
             )
             observe.rejected(services(), rejected.reason)
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
+        g.signed = True  # Vonage's own: what its Host says counts (observe.py)
         try:
             g.body = payload.load_json(raw)
             return view()

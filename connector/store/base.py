@@ -14,6 +14,9 @@ from .retention import Retention
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
+Pending = namedtuple(
+    "Pending", "id dedupe_key message_uuid target payload attempts last_error created_at"
+)
 Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
 
 OPTOUT = "OPTOUT"
@@ -446,6 +449,23 @@ class Store(Retention):
             " WHERE state = 'pending' ORDER BY id LIMIT ?",
             (limit,),
         )
+
+    def count_pending(self):
+        """How many events wait for MoEngage, all of them (a listing is capped)."""
+        return self.query("SELECT count(*) FROM events WHERE state = 'pending'")[0][0]
+
+    def pending_listing(self, limit=1000, event_id=None):
+        """[Pending] of the events still waiting for MoEngage, oldest first (or event `event_id`
+        alone, if still pending): what `pending` and `push` tell the operator about each."""
+        where, args = ("id = ?", (event_id,)) if event_id is not None else ("1 = 1", ())
+        return [
+            Pending(*row[:4], json.loads(row[4]), *row[5:])
+            for row in self.query(
+                "SELECT id, dedupe_key, message_uuid, target, payload, attempts, last_error,"
+                f" created_at FROM events WHERE state = 'pending' AND {where} ORDER BY id LIMIT ?",
+                (*args, limit),
+            )
+        ]
 
     def leasable_events(self, now, limit):
         """Ids of pending events no live lease holds, least tried first: what a sweep forwards.
