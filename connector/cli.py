@@ -204,10 +204,16 @@ def optin_command(number, force):
     click.echo(f"{masked} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
-    elif not event_ids:
+        return
+    if not event_ids:
         click.echo("no customer_id known for this number: synced when a send names one")
-    elif all(o in outbox.DELIVERED for o in outbox.push(ctx, event_ids).values()):
+        return
+    outcomes = set(outbox.push(ctx, event_ids).values())
+    if outcomes <= {outbox.SENT, outbox.DONE}:
         click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
+    elif outbox.SUPERSEDED in outcomes:  # a STOP came in meanwhile: MoEngage gets that
+        click.echo("not synced: the number opted out again meanwhile; MoEngage gets OPTOUT")
+        raise SystemExit(1)
     else:
         click.echo("MoEngage did not accept the sync; it is pending: run `push` later")
         raise SystemExit(1)
