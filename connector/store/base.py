@@ -106,7 +106,7 @@ class Store(Retention):
                 return Claim("replay", old_token, status, json.loads(answer))
             tx.execute(
                 "UPDATE sends SET token = ?, state = 'pending', http_status = NULL,"
-                " answer = NULL, message_uuid = NULL, recipient = ?, campaign_id = ?,"
+                " answer = NULL, tracking_id = NULL, recipient = ?, campaign_id = ?,"
                 " customer_id = ?, started_at = ?, finished_at = NULL WHERE idem_key = ?",
                 (token, recipient, campaign_id, customer_id, now, key),
             )
@@ -117,7 +117,7 @@ class Store(Retention):
         sends already waiting on this one."""
         with self.transaction() as tx:
             tx.execute(
-                "UPDATE sends SET state = ?, http_status = ?, answer = ?, message_uuid = ?,"
+                "UPDATE sends SET state = ?, http_status = ?, answer = ?, tracking_id = ?,"
                 " finished_at = ? WHERE idem_key = ? AND token = ?",
                 (
                     "done" if remember else "failed",
@@ -150,7 +150,7 @@ class Store(Retention):
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
         rows = self.query(
             "SELECT recipient, campaign_id, customer_id, started_at, http_status"
-            " FROM sends WHERE message_uuid = ?",
+            " FROM sends WHERE tracking_id = ?",
             (message_uuid,),
         )
         if not rows:
