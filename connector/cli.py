@@ -85,7 +85,7 @@ def _report_push(store, event, outcome):
     """One line per event, printed as soon as its outcome is known."""
     head = f"#{event.id} {event.target}"
     if outcome == outbox.SENT:
-        click.echo(f"sent {head} ({pending_view.describe(event)})")
+        click.echo(f"sent {head} ({pending_view.describe(event, accepted=True)})")
     elif outcome == outbox.SUPERSEDED:
         why = (
             "the number's opt-out/opt-in changed since; MoEngage gets the newer state"

@@ -32,13 +32,14 @@ def what(event):
     return f"status {payload.get('status')}"
 
 
-def describe(event, now=None):
-    """`trackingId X, status delivered, 3 min old, 2 tries, last answer: ...`."""
+def describe(event, now=None, accepted=False):
+    """`trackingId X, status delivered, 3 min old, 2 tries, MoEngage's last answer: ...`; with
+    `accepted`, the event as it stood before the try that MoEngage just accepted."""
     now = time.time() if now is None else now
     tracking = f"trackingId {event.message_uuid}, " if event.message_uuid else ""
+    head = f"{tracking}{what(event)}, {age(now - event.created_at)} old"
+    if accepted:
+        return f"{head}, accepted on try {event.attempts + 1}"
     tries = "1 try" if event.attempts == 1 else f"{event.attempts} tries"
-    last = event.last_error or ("none (not tried yet)" if not event.attempts else "none")
-    return (
-        f"{tracking}{what(event)}, {age(now - event.created_at)} old, {tries}, "
-        f"MoEngage's last answer: {last}"
-    )
+    last = event.last_error or ("none, not tried yet" if not event.attempts else "none yet")
+    return f"{head}, {tries}, MoEngage's last answer: {last}"
