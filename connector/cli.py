@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from . import outbox, pending_view, phone
-from .cli_store import existing_store, store_command
+from .cli_store import STORE_FAILURES, existing_store, failure_line, store_command
 from .rehearsal import rehearse_command
 from .replay import sign_webhook_command
 from .retention import prune_command
@@ -222,7 +222,6 @@ def optin_command(number, force):
 @click.command("copy-sqlite")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @with_appcontext
-@store_command
 def copy_sqlite(path):
     """Copy the SQLite file PATH into the database DATABASE_URL names, opt-outs first.
 
@@ -238,6 +237,8 @@ def copy_sqlite(path):
         counts = copy_rows(path, ctx.store)
     except NotAConnectorDatabase as exc:
         raise click.ClickException(str(exc)) from None
+    except STORE_FAILURES as exc:  # the target: PostgreSQL down, say
+        raise click.ClickException(failure_line(ctx.settings, exc)) from None
     click.echo(f"Copied {path} into {ctx.store.describe()}:")
     for what, copied, found in counts:
         click.echo(f"  {what}: {copied} of {found} copied")

@@ -228,6 +228,7 @@ def probing(ctx, rows, now):
         "host": "named another host than PUBLIC_URL's",
         "authorization": "carried no `Custom key:secret` header and no send MoEngage would make",
         "vonage": "carried an API key Vonage refused that is not one of yours",
+        "signature": "posted an unsigned or badly signed webhook body Vonage would not send",
     }
     parts = [f"{row['count']} {kinds[kind]}" for kind, row in sorted(found.items())]
     first = min(found.values(), key=lambda row: row["since"])

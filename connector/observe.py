@@ -5,7 +5,6 @@ request hooks check the host and the MoEngage Authorization header and flush aft
 """
 
 import logging
-import re
 import time
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from . import cli_ops, trail
 from .errors import Failure
 from .evidence import Evidence
 from .moengage import NotAccepted
+from .probing import PROBING, check_host, looks_like_vonage, team_key
 
 log = logging.getLogger(__name__)
 REFUSED = ("rejected", "undeliverable", "failed")
@@ -23,8 +23,6 @@ REFUSED = ("rejected", "undeliverable", "failed")
 # other first word may be a key or secret typed without the scheme, so it is never shown.
 KNOWN_SCHEMES = {"custom", "basic", "bearer", "token", "apikey", "digest", "key"}
 WATCHED = ("dispatch.", "webhooks.")  # endpoints whose Host must be PUBLIC_URL's
-PROBING = 9  # evidence of callers without credentials: counted apart, never advice
-VONAGE_KEY = re.compile(r"[0-9A-Za-z]{8}")
 
 
 def init_app(app):
@@ -46,7 +44,7 @@ def init_app(app):
     def after(response):
         watched = expected_host and (request.endpoint or "").startswith(WATCHED)
         if watched and _host(f"//{request.host}") != expected_host:
-            _check_host(ctx, response, expected_host)
+            check_host(ctx, response, expected_host)
         if response.status_code == 401 and request.endpoint == "dispatch.dispatch":
             _check_authorization(ctx, request.headers.get("Authorization"))
         if trail.pending() or ctx.evidence.due():
@@ -117,7 +115,7 @@ def sent(ctx, req, status, answer, started, replay=False):
     vonage = trail.sent(req, status, answer, started, replay)
     if not vonage or vonage["status"] not in (401, 402, 403):
         return
-    if vonage["status"] == 402 or (has_request_context() and _team_key(ctx)):
+    if vonage["status"] == 402 or (has_request_context() and team_key(ctx)):
         ctx.evidence.seen(2, f"vonage:{vonage['status']}", reason=vonage["error"])
     else:  # a key no team would hold: a caller guessing credentials
         ctx.evidence.seen(PROBING, "probe:vonage")
@@ -169,28 +167,16 @@ def inbound(ctx, body, number, word, subscription, event_ts, first):
         ctx.evidence.seen(6, "no_customer", subscription=subscription)
 
 
-def rejected(ctx, reason):
-    """webhooks.py: a webhook refused by signatures.verify."""
+def rejected(ctx, reason, raw=None):
+    """webhooks.py: a webhook refused by signatures.verify. Counted against the signature
+    settings only when its body looks like Vonage's (a JSON object with a message_uuid);
+    anything else is probing."""
     from .doctor import signature_check
 
+    if raw is not None and not looks_like_vonage(raw):
+        ctx.evidence.seen(PROBING, "probe:signature")
+        return
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
-
-
-def _check_host(ctx, response, expected):
-    """A request for another host than PUBLIC_URL's: a configuration fault only when it is
-    MoEngage's or Vonage's own (a webhook whose signature held, a send Vonage's credentials
-    carried); anyone can forge a Host header, so anything else is counted as probing, and
-    the host it named is never kept."""
-    if _genuine(response):
-        ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected)
-    else:
-        ctx.evidence.seen(PROBING, "probe:host")
-
-
-def _genuine(response):
-    if request.endpoint == "dispatch.dispatch":  # answered past the credentials' check
-        return response.status_code < 400 or response.status_code == 422
-    return bool(g.get("signed"))
 
 
 def _check_authorization(ctx, header):
@@ -209,20 +195,6 @@ def _check_authorization(ctx, header):
             ctx.evidence.seen(PROBING, "probe:authorization")
             return
         ctx.evidence.seen(1, "authorization", form=describe_authorization(header))
-
-
-def _team_key(ctx):
-    """Whether this request's API key could be the team's: one of VONAGE_API_KEYS when set,
-    else shaped as Vonage issues them (8 letters or digits)."""
-    from .sending import parse_credentials
-
-    try:
-        key, _ = parse_credentials(request.headers.get("Authorization"))
-    except Failure:
-        return False
-    if ctx.settings.vonage_api_keys:
-        return key in ctx.settings.vonage_api_keys
-    return bool(VONAGE_KEY.fullmatch(key))
 
 
 def describe_authorization(header):

@@ -34,7 +34,7 @@ def signed(view):
             log.warning(
                 "webhook %s rejected (%s): %s", request.path, rejected.status, rejected.reason
             )
-            observe.rejected(services(), rejected.reason)
+            observe.rejected(services(), rejected.reason, raw)
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
         g.signed = True  # Vonage's own: what its Host says counts (observe.py)
         try:

@@ -154,7 +154,7 @@ def test_pending_and_push_name_the_tracking_id_event_age_tries_and_last_answer(a
 def test_push_counts_what_is_still_pending_at_the_end_from_the_database(app, moengage):
     store = store_of(app)
     pend(store, 2)
-    held = store.pending_listing()[0].id  # the other is posted slowly, meanwhile
+    held = store.pending_events()[0][0]  # the other is posted slowly, meanwhile
     store.lease_event(held, time.time(), 60.0)  # another worker is forwarding it
     moengage.script(Answer(200, {}, delay=1.0))
 
@@ -193,9 +193,11 @@ def test_probing_is_counted_apart_and_never_advised_as_a_fix(make_app, vonage, m
     send(client, headers={**forged, "Authorization": "Custom " + "z" * 30 + ":nope"})
     done(client.post("/", data=b"garbage", headers={**forged, "Authorization": "Bearer x"}))
     done(client.post("/", json={"x": 1}, headers={"Authorization": "nonsense"}))
+    done(client.post("/webhooks/status", data=b"[" * 5000, headers={"Authorization": "Bearer x"}))
     assert [w["code"] for w in warnings(app)] == ["probing"]
     [warning] = warnings(app, "probing")
-    assert warning["count"] == 8  # 4 hosts not PUBLIC_URL's, 2 bare headers, 2 refused keys
+    # 5 hosts not PUBLIC_URL's, 2 bare headers, 2 refused keys, 1 forged webhook
+    assert warning["count"] == 10
     result = doctor(app)
     assert result.exit_code == 0 and "attacker.example" not in result.output
     assert "Set PUBLIC_URL" not in result.output and "MoEngage's Authorization" not in result.output

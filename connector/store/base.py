@@ -450,11 +450,11 @@ class Store(Retention):
             (limit,),
         )
 
-    def count_pending(self):
+    def count_pending(self) -> int:
         """How many events wait for MoEngage, all of them (a listing is capped)."""
         return self.query("SELECT count(*) FROM events WHERE state = 'pending'")[0][0]
 
-    def pending_listing(self, limit=1000, event_id=None):
+    def pending_listing(self, limit: int = 1000, event_id: int | None = None) -> list:
         """[Pending] of the events still waiting for MoEngage, oldest first (or event `event_id`
         alone, if still pending): what `pending` and `push` tell the operator about each."""
         where, args = ("id = ?", (event_id,)) if event_id is not None else ("1 = 1", ())
