@@ -18,7 +18,7 @@ from .store.transfer import NotAConnectorDatabase
 from .store.transfer import copy_sqlite as copy_rows
 from .utc import when
 
-PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
+PUSH_PAGE = 500  # events `push` reads at a time
 PENDING_LIST = 1000  # events `pending` lists; it counts them all
 
 
@@ -58,7 +58,7 @@ def push_command():
     store = existing_store()
     counts = dict.fromkeys((outbox.SENT, outbox.SUPERSEDED, outbox.DONE, outbox.BUSY), 0)
     failed_in_a_row = 0
-    for event in store.pending_listing(PUSH_LIMIT):
+    for event in _pending_at_start(store):
         outcome = outbox.forward(ctx, event.id)
         _report_push(store, event, outcome)
         counts[outcome] = counts.get(outcome, 0) + 1
@@ -79,6 +79,14 @@ def push_command():
     )
     if left or failed_in_a_row >= outbox.SWEEP_GIVE_UP:
         raise SystemExit(1)
+
+
+def _pending_at_start(store):
+    """The events pending when `push` started, oldest first, read a page at a time."""
+    upto, after = store.last_event_id(), 0
+    while page := store.pending_listing(PUSH_PAGE, after=after, upto=upto):
+        yield from page
+        after = page[-1].id
 
 
 def _report_push(store, event, outcome):

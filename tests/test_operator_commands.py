@@ -227,3 +227,16 @@ def test_moengage_refusing_counts_events_not_attempts(make_app, moengage):
     [warning] = warnings(app, "moengage-refusing")
     assert "MoEngage refused 2 of them" in warning["message"]
     assert warning["count"] == 2
+
+
+def test_push_reads_the_backlog_page_by_page_and_stops_at_what_was_pending(
+    app, moengage, monkeypatch
+):
+    from connector import cli
+
+    monkeypatch.setattr(cli, "PUSH_PAGE", 2)
+    pend(store_of(app), 5)
+    result = app.test_cli_runner().invoke(args=["push"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "5 sent, 0 still pending"
+    assert sorted(r["json"]["status"] for r in moengage.requests) == ["delivered"] * 5

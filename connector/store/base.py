@@ -454,10 +454,16 @@ class Store(Retention):
         """How many events wait for MoEngage, all of them (a listing is capped)."""
         return self.query("SELECT count(*) FROM events WHERE state = 'pending'")[0][0]
 
-    def pending_listing(self, limit: int = 1000, event_id: int | None = None) -> list:
-        """[Pending] of the events still waiting for MoEngage, oldest first (or event `event_id`
-        alone, if still pending): what `pending` and `push` tell the operator about each."""
-        where, args = ("id = ?", (event_id,)) if event_id is not None else ("1 = 1", ())
+    def pending_listing(
+        self, limit: int = 1000, event_id: int | None = None, after: int = 0, upto: int = -1
+    ) -> list:
+        """[Pending] of the events still waiting for MoEngage, oldest first, ids after `after`
+        (and at most `upto`, unless -1); or event `event_id` alone, if still pending: what
+        `pending` and `push` tell the operator about each."""
+        if event_id is not None:
+            where, args = "id = ?", (event_id,)
+        else:
+            where, args = "id > ? AND (id <= ? OR ? = -1)", (after, upto, upto)
         return [
             Pending(*row[:4], json.loads(row[4]), *row[5:])
             for row in self.query(
@@ -466,6 +472,10 @@ class Store(Retention):
                 (*args, limit),
             )
         ]
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when none): where `push` stops, so it ends."""
+        return self.query("SELECT max(id) FROM events")[0][0] or 0
 
     def leasable_events(self, now, limit):
         """Ids of pending events no live lease holds, least tried first: what a sweep forwards.
