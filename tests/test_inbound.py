@@ -205,23 +205,29 @@ def data_api_received(moengage):
     ]
 
 
-def test_a_late_stale_opt_in_never_overwrites_a_newer_stop(synced_app, moengage, vonage):
+@pytest.mark.parametrize(
+    "word, other, state",
+    [("STOP", "START", "OPTOUT"), ("START", "STOP", "OPTIN")],  # and the mirror case
+)
+def test_a_late_stale_sync_never_overwrites_a_newer_state(
+    synced_app, moengage, vonage, word, other, state
+):
     client = synced_app.test_client()
     send(client, {"to": NUMBER, "text": "hi", "customer_id": "user-42"})
-    stop = inbound_body("STOP", timestamp="2025-02-03T12:00:00Z")
-    start = inbound_body("START", timestamp="2025-02-03T12:01:00Z")
-    again = inbound_body("STOP", timestamp="2025-02-03T12:02:00Z")
-    assert webhook(client, "/webhooks/inbound", stop).status_code == 200
-    moengage.script(Answer(200, {}), *[Answer(503, {})] * 3)  # the START's sync stays pending
-    assert webhook(client, "/webhooks/inbound", start).status_code == 503
+    first = inbound_body(word, timestamp="2025-02-03T12:00:00Z")
+    stale = inbound_body(other, timestamp="2025-02-03T12:01:00Z")
+    again = inbound_body(word, timestamp="2025-02-03T12:02:00Z")
+    assert webhook(client, "/webhooks/inbound", first).status_code == 200
+    moengage.script(Answer(200, {}), *[Answer(503, {})] * 3)  # the middle sync stays pending
+    assert webhook(client, "/webhooks/inbound", stale).status_code == 503
     assert webhook(client, "/webhooks/inbound", again).status_code == 200
-    # Vonage redelivers the START: its sync now carries a state the number no longer has.
-    assert webhook(client, "/webhooks/inbound", start).status_code == 200
+    # Vonage redelivers the middle reply: its sync carries a state the number no longer has.
+    assert webhook(client, "/webhooks/inbound", stale).status_code == 200
     received = data_api_received(moengage)
-    assert [state for state, answer in received if answer == 200] == ["OPTOUT", "OPTOUT"]
-    assert received[-1] == ("OPTOUT", 200)
+    assert [s for s, answer in received if answer == 200] == [state, state]
+    assert received[-1] == (state, 200)
     store = synced_app.extensions["connector"].store
-    assert store.pending_syncs() == set() and store.is_opted_out(NUMBER)
+    assert store.pending_syncs() == set() and store.subscription(NUMBER)[0] == state
 
 
 def test_a_sync_waits_for_an_older_one_in_flight_and_drops_it_once_stale(
