@@ -230,14 +230,16 @@ def probing(ctx, rows, now):
         "vonage": "carried an API key Vonage refused that is not one of yours",
         "signature": "posted an unsigned or badly signed webhook body Vonage would not send",
     }
-    parts = [f"{row['count']} {kinds[kind]}" for kind, row in sorted(found.items())]
+    parts = [
+        f"{row['count']} {kinds.get(kind, f'({kind})')}" for kind, row in sorted(found.items())
+    ]
     first = min(found.values(), key=lambda row: row["since"])
     total = sum(row["count"] for row in found.values())
     return [
         _warning(
             PROBING,
-            f"{total} requests from callers without valid credentials ({'; '.join(parts)}): "
-            "probing, counted apart; they change no warning above.",
+            f"Requests from callers without valid credentials: {'; '.join(parts)}. Probing, "
+            "counted apart: it changes no warning above.",
             "Nothing to fix in the settings for these. Set VONAGE_API_KEYS to your API key(s) "
             "so no other key reaches Vonage; if MoEngage's own sends fail, `trace` one.",
             {"since": first["since"], "count": total},
