@@ -1,7 +1,9 @@
 """The Vonage SMS connector for MoEngage: `create_app()` builds the Flask app."""
 
 import logging
+import os
 
+import click
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -25,7 +27,7 @@ def create_app(config=None, environ=None):
     setting outside what it allows stops it, and opening the database (Settings.rejected).
     """
     settings = load_settings(config, environ=environ, lenient=True)
-    configure_logging(settings.log_level)
+    configure_logging(_level(settings, config, environ))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False
@@ -59,6 +61,15 @@ def start(app):
             settings.vonage_timeout,
         )
     return app
+
+
+def _level(settings, config, environ):
+    """LOG_LEVEL; for a `flask` command with no LOG_LEVEL given, WARNING: an operator running
+    `doctor` or `push` reads the command's own lines, not the server's INFO log."""
+    given = (os.environ if environ is None else environ).get("LOG_LEVEL", "").strip()
+    if given or "log_level" in (config or {}) or click.get_current_context(silent=True) is None:
+        return settings.log_level
+    return "WARNING"
 
 
 def configure_logging(level):

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
-from . import cli_ops, outbox, phone, rehearsal, trail
+from . import cli_ops, outbox, pending_view, phone, rehearsal, trail
+from .cli_store import STORE_FAILURES, existing_store, failure_line, store_command
 from .command_context import services
 from .replay import sign_webhook_command
 from .retention import cutoff, prune
@@ -18,23 +19,8 @@ from .store.transfer import copy_sqlite as copy_rows
 from .utc import when
 from .version import __version__
 
-PUSH_LIMIT = 1_000_000  # every event pending when `push` starts, in practice
-
-
-def existing_store():
-    """The store, for a command that only reads. A SQLite file that does not exist is a
-    mistyped DATABASE_PATH or the wrong folder, not an empty database: say so (exit 1) and
-    create nothing."""
-    ctx = services()
-    if ctx.settings.rejected:  # a refused DATABASE_URL or DATABASE_PATH must not read another
-        raise click.ClickException("\n".join(f"configuration: {p}" for p in ctx.settings.rejected))
-    path = ctx.settings.database_path
-    if not ctx.settings.database_url and not os.path.exists(path):
-        raise click.ClickException(
-            f"no database at {os.path.abspath(path)} (DATABASE_PATH={path}): nothing to read. "
-            "Check DATABASE_PATH, or run this from the folder the connector runs in."
-        )
-    return ctx.store
+PUSH_PAGE = 500  # events `push` reads at a time
+PENDING_LIST = 1000  # events `pending` lists; it counts them all
 
 
 def require(*variables):
@@ -45,64 +31,98 @@ def require(*variables):
         raise click.ClickException("; ".join(found))
 
 
-def _print_pending(rows):
-    for event_id, target, attempts, error, created in rows:
-        click.echo(
-            f"#{event_id} {target} since {when(created)}, {attempts} tries"
-            f"{': ' + error if error else ''}"
-        )
-
-
 @click.command("pending")
 @with_appcontext
+@store_command
 def pending_command():
-    """List the events still waiting for MoEngage to accept them."""
-    rows = existing_store().pending_events()
-    _print_pending(rows)
-    click.echo(f"{len(rows)} pending")
+    """List the events still waiting for MoEngage to accept them, oldest first."""
+    store = existing_store()
+    rows = store.pending_listing(PENDING_LIST)
+    total = store.count_pending()
+    for event in rows:
+        click.echo(f"#{event.id} {event.target}: {pending_view.describe(event)}")
+    cut = f" (only the oldest {len(rows)} are listed)" if len(rows) < total else ""
+    click.echo(f"{total} pending{cut}")
 
 
 @click.command("push")
 @with_appcontext
+@store_command
 def push_command():
     """Forward every pending event to MoEngage now (after an outage or a URL fix).
 
-    Says what happened to each event; exits 1 when any is still pending afterwards.
+    Says what happened to each event as it happens; stops after 3 failures in a row (MoEngage
+    is still down). Exits 1 when any is still pending afterwards.
     """
     require("MOENGAGE_DELIVERY_URL")
     ctx = services()
-    targets = {row[0]: row[1] for row in ctx.store.pending_events(limit=PUSH_LIMIT)}
-    outcomes = outbox.push(ctx, list(targets))
-    for event_id, outcome in outcomes.items():
-        _report_push(ctx.store, event_id, targets[event_id], outcome)
-    still = (outbox.BUSY, outbox.FAILED, outbox.SHED)
-    left = [i for i, outcome in outcomes.items() if outcome in still]
-    _print_pending([row for row in ctx.store.pending_events() if row[0] in set(left)])
-    sent = sum(outcome == outbox.SENT for outcome in outcomes.values())
-    done = sum(outcome == outbox.DONE for outcome in outcomes.values())
-    meanwhile = f", {done} forwarded meanwhile by the connector itself" if done else ""
-    click.echo(f"{sent} sent, {len(left)} still pending{meanwhile}")
-    if left:
+    store = existing_store()
+    counts = dict.fromkeys((outbox.SENT, outbox.SUPERSEDED, outbox.DONE, outbox.BUSY), 0)
+    failed_in_a_row = 0
+    for event in _pending_at_start(store):
+        outcome = outbox.forward(ctx, event.id)
+        _report_push(store, event, outcome)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        failed_in_a_row = failed_in_a_row + 1 if outcome == outbox.FAILED else 0
+        if failed_in_a_row >= outbox.SWEEP_GIVE_UP:
+            click.echo(
+                f"stopped after {failed_in_a_row} failures in a row: MoEngage is not accepting "
+                "events; run push again once it is back"
+            )
+            break
+    left = store.count_pending()  # whoever forwarded them: this push, the sweep, redeliveries
+    dropped = counts[outbox.SUPERSEDED]
+    meanwhile = counts[outbox.DONE]
+    click.echo(
+        f"{counts[outbox.SENT]} sent, {left} still pending"
+        + (f", {dropped} dropped as superseded" if dropped else "")
+        + (f", {meanwhile} forwarded meanwhile by the connector itself" if meanwhile else "")
+    )
+    if left or failed_in_a_row >= outbox.SWEEP_GIVE_UP:
         raise SystemExit(1)
 
 
-def _report_push(store, event_id, target, outcome):
+def _pending_at_start(store):
+    """The events pending when `push` started, oldest first, read a page at a time."""
+    upto, after = store.last_event_id(), 0
+    while page := store.pending_listing(PUSH_PAGE, after=after, upto=upto):
+        yield from page
+        after = page[-1].id
+
+
+def _report_push(store, event, outcome):
+    """One line per event, printed as soon as its outcome is known."""
+    head = f"#{event.id} {event.target}"
     if outcome == outbox.SENT:
-        click.echo(f"sent #{event_id} {target}")
+        click.echo(f"sent {head} ({pending_view.describe(event, accepted=True)})")
+    elif outcome == outbox.SUPERSEDED:
+        why = (
+            "the number's opt-out/opt-in changed since; MoEngage gets the newer state"
+            if event.target == "data_api"
+            else "superseded by the final status MoEngage already has"
+        )
+        click.echo(f"{head}: dropped: {why} ({pending_view.describe(event)})")
     elif outcome == outbox.DONE:
-        click.echo(f"#{event_id} {target}: no longer pending, the connector forwarded it meanwhile")
+        click.echo(f"{head}: no longer pending, the connector forwarded it meanwhile")
     elif outcome == outbox.BUSY:
-        lease = store.event_lease(event_id)
+        lease = store.event_lease(event.id)
         until = f" until {when(lease[1])}" if lease and lease[1] else ""
         click.echo(
-            f"#{event_id} {target}: NOT sent, a connector worker holds it{until} (forwarding "
-            "it, or it died doing so); run push again after that if it is still pending"
+            f"{head}: NOT sent, a connector worker holds it{until} (forwarding "
+            "it, or it died doing so); run push again after that if it is still pending "
+            f"({pending_view.describe(event)})"
+        )
+    else:
+        now = store.pending_listing(1, event.id)
+        click.echo(
+            f"{head}: NOT accepted, still pending ({pending_view.describe((now or [event])[0])})"
         )
 
 
 @click.command("requeue")
 @with_appcontext
 @click.option("--since", required=True, help="ISO time, e.g. 2026-11-23T10:00:00Z")
+@store_command
 def requeue_command(since):
     """Mark events MoEngage accepted since SINCE as pending again (they went to a wrong
     tracking URL); then fix MOENGAGE_DELIVERY_URL and run `push`."""
@@ -112,12 +132,13 @@ def requeue_command(since):
         raise click.BadParameter("use ISO 8601, e.g. 2026-11-23T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    count = services().store.requeue_events(moment.timestamp())
+    count = existing_store().requeue_events(moment.timestamp())
     click.echo(f"{count} events pending again; run `flask --app app push` to send them")
 
 
 @click.command("optouts")
 @with_appcontext
+@store_command
 def optouts_command():
     """List opted-out numbers (masked), newest first, and whether MoEngage has each."""
     ctx = services()
@@ -151,6 +172,7 @@ def _sync_state(ctx, waiting, synced):
     help="Opt in even when the stored STOP carries a Vonage timestamp later than this "
     "machine's clock (which would otherwise win).",
 )
+@store_command
 def optin_command(number, force):
     """Opt NUMBER back in by hand (it had replied STOP), and write that to MoEngage.
 
@@ -192,10 +214,16 @@ def optin_command(number, force):
     click.echo(f"{masked} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
-    elif not event_ids:
+        return
+    if not event_ids:
         click.echo("no customer_id known for this number: synced when a send names one")
-    elif all(o in outbox.DELIVERED for o in outbox.push(ctx, event_ids).values()):
+        return
+    outcomes = set(outbox.push(ctx, event_ids).values())
+    if outcomes <= {outbox.SENT, outbox.DONE}:
         click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
+    elif outbox.SUPERSEDED in outcomes:  # a STOP came in meanwhile: MoEngage gets that
+        click.echo("not synced: the number opted out again meanwhile; MoEngage gets OPTOUT")
+        raise SystemExit(1)
     else:
         click.echo("MoEngage did not accept the sync; it is pending: run `push` later")
         raise SystemExit(1)
@@ -219,6 +247,8 @@ def copy_sqlite(path):
         counts = copy_rows(path, ctx.store)
     except NotAConnectorDatabase as exc:
         raise click.ClickException(str(exc)) from None
+    except STORE_FAILURES as exc:  # the target: PostgreSQL down, say
+        raise click.ClickException(failure_line(ctx.settings, exc)) from None
     click.echo(f"Copied {path} into {ctx.store.describe()}:")
     for what, copied, found in counts:
         click.echo(f"  {what}: {copied} of {found} copied")
@@ -228,6 +258,7 @@ def copy_sqlite(path):
 @click.command("prune")
 @click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
 @with_appcontext
+@store_command
 def prune_command(dry_run):
     """Remove sends and forwarded events older than RETENTION_DAYS now (the web workers also
     do this by themselves every few minutes). Pending events, opt-outs and contacts stay."""

@@ -10,6 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from . import doctor, report, trace
+from .cli_store import existing_store, store_command
 from .command_context import services
 from .utc import when
 
@@ -19,13 +20,15 @@ from .utc import when
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
 @click.option("--unmask", is_flag=True, help="With --json: phone numbers in full.")
 @with_appcontext
+@store_command
 def trace_command(ident, as_json, unmask):
     """Every step of a message, oldest first: ID is a trackingId (Vonage message_uuid), a
     client_ref, or a phone number (its sends, replies and opt-out history)."""
     if unmask and not as_json:
         raise click.UsageError("--unmask shows numbers in full, and only with --json")
-    ctx = services()
-    found = trace.find(ctx.store, ident, unmask=unmask, country=ctx.settings.default_country)
+    found = trace.find(
+        existing_store(), ident, unmask=unmask, country=services().settings.default_country
+    )
     if found is None:
         click.echo(f"nothing recorded for {ident!r} (trackingId, client_ref or phone number)")
         raise SystemExit(1)
@@ -38,12 +41,13 @@ def trace_command(ident, as_json, unmask):
 
 @click.command("doctor")
 @with_appcontext
+@store_command
 def doctor_command():
     """What the connector's settings and its own traffic say is wrong, with the fix for each;
     exit 1 when there is anything."""
     ctx = services()
     problems = list(ctx.settings.problems())
-    found = doctor.warnings(ctx)
+    found = doctor.warnings(ctx) if existing_store() else []
     for problem in problems:
         click.echo(f"[setting] {problem}\n")
     for warning in found:
@@ -51,11 +55,12 @@ def doctor_command():
             f"[{warning['code']}] {warning['message']} Seen {_times(warning['count'])} since "
             f"{warning['since']}.\n  Fix: {warning['fix']}\n"
         )
-    if problems or found:
+    if problems or any(warning["code"] != doctor.PROBING for warning in found):
         raise SystemExit(1)
     click.echo(
         "No problem found: settings complete, and no warning in the last "
-        f"{ctx.settings.warning_clear_seconds:g} s of traffic."
+        f"{ctx.settings.warning_clear_seconds:g} s of traffic"
+        + (" (probing apart)." if found else ".")
     )
 
 
@@ -77,12 +82,13 @@ def _moment(value):
 @click.option("--campaign", help="Only the sends of this campaign_id.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
 @with_appcontext
+@store_command
 def report_command(since, until, campaign, as_json):
     """Sends by answer, delivery rate, failures by Vonage error code, opt-outs and opt-ins,
     SMS parts and cost by currency."""
     start = _moment(since) if since else time.time() - timedelta(days=1).total_seconds()
     end = _moment(until) if until else None
-    built = report.build(services().store, start, end, campaign)
+    built = report.build(existing_store(), start, end, campaign)
     if as_json:
         click.echo(json.dumps(built, indent=2))
         return

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
 PENDING_CAP = 10_000  # pending events counted at most (a bounded query for /health)
 SILENT_CAP = 1_000  # unanswered sends counted at most
+PENDING_GRACE_SECONDS = 60.0  # an event pending longer was not forwarded on arrival
+PROBING = "probing"  # a note, not a fault: `doctor` still exits 0 for it alone
 
 
 def signature_check(reason):
@@ -118,9 +120,9 @@ def status_silence(ctx, rows, now):
 
 
 def moengage_refusing(ctx, rows, now):
-    row = rows.get("moengage")
-    if not row:
-        return []
+    """Events pending for MoEngage, from the events themselves (how many, the oldest, how many
+    MoEngage refused and its last answer): shown at once when MoEngage refused one lately,
+    and whenever one has waited longer than PENDING_GRACE_SECONDS, until none is pending."""
     store = ctx.store
     pending = store.query(
         "SELECT count(*) FROM (SELECT 1 FROM events WHERE state = 'pending' LIMIT ?) AS p",
@@ -131,15 +133,34 @@ def moengage_refusing(ctx, rows, now):
     oldest = store.query(
         "SELECT created_at FROM events WHERE state = 'pending' ORDER BY id LIMIT 1"
     )[0][0]
+    row = rows.get("moengage")
+    if not row and now - oldest < PENDING_GRACE_SECONDS:
+        return []  # being forwarded right now, as every event is for a moment
+    refused = store.query(
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE state = 'pending'"
+        " AND last_error IS NOT NULL LIMIT ?) AS r",
+        (PENDING_CAP,),
+    )[0][0]
+    last = store.query(
+        "SELECT last_error FROM events WHERE state = 'pending' AND last_error IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    answer = row["detail"]["last"] if row else (last[0][0] if last else None)
+    some = f"{pending}{'+' if pending >= PENDING_CAP else ''}"
+    refusals = (
+        f"MoEngage refused {refused}{'+' if refused >= PENDING_CAP else ''} of them; last "
+        f"answer: {answer}."
+        if refused
+        else "none was tried yet (the sweep is off or has not run: PENDING_SWEEP_SECONDS)."
+    )
     return [
         _warning(
             "moengage-refusing",
-            f"MoEngage refused {row['count']} forwarded events; last answer: "
-            f"{row['detail']['last']}. {pending}{'+' if pending >= PENDING_CAP else ''} events "
-            f"pending, the oldest {_ago(now - oldest)} old.",
+            f"{some} events pending, the oldest {_ago(now - oldest)} old, not accepted by "
+            f"MoEngage yet: {refusals}",
             "Check MOENGAGE_DELIVERY_URL against the sender's Delivery tracking URL in MoEngage "
             "(query string included); once fixed, `flask --app app push` forwards the backlog.",
-            row,
+            {"since": oldest, "count": pending},
         )
     ]
 
@@ -223,6 +244,36 @@ def carrier_rejections(ctx, rows, now):
     return found
 
 
+def probing(ctx, rows, now):
+    """Requests from callers without credentials, counted apart from the warnings above: a
+    forged Host, an Authorization header with no send behind it, a key no team would hold.
+    Not a fault of the connector's settings, and no caller-supplied value is shown."""
+    found = {key.split(":", 1)[1]: row for key, row in rows.items() if key.startswith("probe:")}
+    if not found:
+        return []
+    kinds = {
+        "host": "named another host than PUBLIC_URL's",
+        "authorization": "carried no `Custom key:secret` header and no send MoEngage would make",
+        "vonage": "carried an API key Vonage refused that is not one of yours",
+        "signature": "posted an unsigned or badly signed webhook body Vonage would not send",
+    }
+    parts = [
+        f"{row['count']} {kinds.get(kind, f'({kind})')}" for kind, row in sorted(found.items())
+    ]
+    first = min(found.values(), key=lambda row: row["since"])
+    total = sum(row["count"] for row in found.values())
+    return [
+        _warning(
+            PROBING,
+            f"Requests from callers without valid credentials: {'; '.join(parts)}. Probing, "
+            "counted apart: it changes no warning above.",
+            "Nothing to fix in the settings for these. Set VONAGE_API_KEYS to your API key(s) "
+            "so no other key reaches Vonage; if MoEngage's own sends fail, `trace` one.",
+            {"since": first["since"], "count": total},
+        )
+    ]
+
+
 def wrong_host(ctx, rows, now):
     row = rows.get("host")
     if not row:
@@ -253,6 +304,7 @@ RULES = [
     destinations.rare_countries,
     clock.webhook_clock,
     clock.database_clock,
+    probing,
 ]
 
 

@@ -114,7 +114,7 @@ def refusal(ctx, fields, body, started):
     except Exception:  # noqa: BLE001 - the store's trouble is the route's to answer (503)
         return None
     failure = ratelimit.refusal(wait)
-    observe.sent(ctx, req, failure.status, failure.answer(), started)
+    observe.sent(ctx, req, failure.status, failure.answer(), started, api_key=api_key)
     journal.park()  # no transaction follows in the event loop: the next one of any thread
     return req, failure
 

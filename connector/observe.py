@@ -7,16 +7,22 @@ import time
 
 from . import countries, trail
 from .errors import Failure
+from .probing import PROBING, looks_like_vonage, team_key
 
 REFUSED = ("rejected", "undeliverable", "failed")
 
 
 # -- hooks ----------------------------------------------------------------------------------
-def sent(ctx, req, status, answer, started, replay=False):
-    """sending.py: the send's answer is about to be recorded (or was replayed)."""
+def sent(ctx, req, status, answer, started, replay=False, api_key=None):
+    """sending.py: the send's answer is about to be recorded (or was replayed). Vonage refusing
+    a key no team would hold is a caller guessing credentials (probing), not warning 2."""
     vonage = trail.sent(req, status, answer, started, replay)
-    if vonage and vonage["status"] in (401, 402, 403):
+    if not vonage or vonage["status"] not in (401, 402, 403):
+        return
+    if vonage["status"] == 402 or team_key(ctx.settings, api_key):
         ctx.evidence.seen(2, f"vonage:{vonage['status']}", reason=vonage["error"])
+    else:
+        ctx.evidence.seen(PROBING, "probe:vonage")
 
 
 def status(ctx, body, outcome):
@@ -63,10 +69,15 @@ def inbound(ctx, body, number, word, subscription, event_ts, first):
         ctx.evidence.seen(6, "no_customer", subscription=subscription)
 
 
-def rejected(ctx, reason):
-    """webhooks.py: a webhook refused by signatures.verify."""
+def rejected(ctx, reason, raw=None):
+    """webhooks.py: a webhook refused by signatures.verify. Counted against the signature
+    settings only when its body looks like Vonage's (a JSON object with a message_uuid);
+    anything else is probing."""
     from .doctor import signature_check
 
+    if raw is not None and not looks_like_vonage(raw):
+        ctx.evidence.seen(PROBING, "probe:signature")
+        return
     ctx.evidence.seen(3, f"signature:{signature_check(reason)}", reason=reason[:200])
 
 

@@ -17,11 +17,14 @@ from .moengage import CONNECT_TIMEOUT, DATA_API_RETRIES, RETRY_PAUSE, NotAccepte
 log = logging.getLogger(__name__)
 
 SENT = "sent"  # forwarded by this call
-DONE = "done"  # MoEngage already had it, or a final status forwarded first made it moot
+DONE = "done"  # MoEngage already had it (another worker forwarded it meanwhile)
+# Dropped, never sent: a final status MoEngage has made it moot, or (a subscription sync) the
+# number's state changed since, and MoEngage gets the newer state instead.
+SUPERSEDED = "superseded"
 BUSY = "busy"  # another worker holds its lease (forwarding it now, or died doing so)
 FAILED = "failed"  # MoEngage did not accept it; still pending
 SHED = "shed"  # not tried: MoEngage is not answering (moengage_gate.py); still pending
-DELIVERED = (SENT, DONE)
+DELIVERED = (SENT, DONE, SUPERSEDED)
 
 LEASE_MARGIN = 1.0
 SWEEP_TASK = "outbox-sweep"
@@ -53,6 +56,8 @@ def forward(services, event_id, wait=0.0):
         lease = store.lease_event(event_id, clock.now(), lease_seconds(services.settings))
         if lease.outcome == "leased":
             return post(services, lease)
+        if lease.outcome == "superseded":
+            return SUPERSEDED
         if lease.outcome != "busy":
             return DONE
         # Waiting holds a thread too: not while MoEngage is known not to answer.

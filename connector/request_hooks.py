@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 
 from flask import g, request
 
-from . import trail
+from . import payload, trail
 from .errors import Failure
-from .sending import parse_credentials
+from .probing import PROBING
+from .sending import parse_credentials, parse_send
 from .store import journal
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,12 @@ def init_app(app):
     def before():
         g.observed = True  # flushed after the answer, not at teardown
         trail.drop()
-        watched = expected_host and (request.endpoint or "").startswith(WATCHED)
-        if watched and _host(f"//{request.host}") != expected_host:
-            ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected_host)
 
     @app.after_request
     def after(response):
+        watched = expected_host and (request.endpoint or "").startswith(WATCHED)
+        if watched and _host(f"//{request.host}") != expected_host:
+            _check_host(ctx, response, expected_host)
         if response.status_code == 401 and request.endpoint == "dispatch.dispatch":
             _check_authorization(ctx, request.headers.get("Authorization"))
         if journal.pending() or ctx.evidence.due():
@@ -75,11 +76,37 @@ def _flush(ctx, force=False):
         trail.drop()
 
 
+def _check_host(ctx, response, expected):
+    """A request for another host than PUBLIC_URL's: a configuration fault only when it is
+    MoEngage's or Vonage's own (a webhook whose signature held, a send Vonage's credentials
+    carried); anyone can forge a Host header, so anything else is counted as probing, and
+    the host it named is never kept."""
+    if request.endpoint == "dispatch.dispatch":  # answered past the credentials' check
+        genuine = response.status_code < 400 or response.status_code == 422
+    else:
+        genuine = bool(g.get("signed"))
+    if genuine:
+        ctx.evidence.seen(8, "host", host=request.host[:100], expected=expected)
+    else:
+        ctx.evidence.seen(PROBING, "probe:host")
+
+
 def _check_authorization(ctx, header):
-    """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)?"""
+    """A 401 to a send: was it MoEngage's header (warning 1) or Vonage's refusal (2)? A header
+    not of the `Custom` form counts against MoEngage's configuration only on a request that
+    looks like MoEngage's (a send body the connector accepts); else it is probing."""
     try:
         parse_credentials(header)
     except Failure:
+        try:
+            parse_send(
+                payload.load_object(payload.read(request), request.mimetype),
+                ctx.settings.vonage_from,
+                ctx.settings.default_country,
+            )
+        except Failure:
+            ctx.evidence.seen(PROBING, "probe:authorization")
+            return
         ctx.evidence.seen(1, "authorization", form=describe_authorization(header))
 
 

@@ -136,7 +136,7 @@ def send(services, req, api_key, api_secret):
             services.limiter.check(api_key, max_wait=max_wait_for_slot(settings, started))
         except Failure as failure:
             log_failure(req, failure)
-            observe.sent(services, req, failure.status, failure.answer(), started)
+            observe.sent(services, req, failure.status, failure.answer(), started, api_key=api_key)
             return _answer(failure.status, failure.answer(), failure.retry_after)
     if key:
         claim = store.claim_send(
@@ -154,7 +154,9 @@ def send(services, req, api_key, api_secret):
                 phone.mask(req.to),
                 claim.status,
             )
-            observe.sent(services, req, claim.status, claim.answer, started, replay=True)
+            observe.sent(
+                services, req, claim.status, claim.answer, started, replay=True, api_key=api_key
+            )
             return _answer(claim.status, claim.answer)
         if claim.kind == "wait":
             return _join(store, key, started + settings.vonage_timeout + 0.25, req)
@@ -182,7 +184,7 @@ def send(services, req, api_key, api_secret):
                 remember=False,
             )
         raise
-    observe.sent(services, req, status, answer, started)
+    observe.sent(services, req, status, answer, started, api_key=api_key)
     if key:
         store.finish_send(
             key, claim.token, status, answer, services.clock.now(), remember, message_uuid

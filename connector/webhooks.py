@@ -34,7 +34,7 @@ def signed(view):
             log.warning(
                 "webhook %s rejected (%s): %s", request.path, rejected.status, rejected.reason
             )
-            observe.rejected(services(), rejected.reason)
+            observe.rejected(services(), rejected.reason, raw)
             return jsonify({"status": "rejected", "error": rejected.reason}), rejected.status
         ahead = signatures.ahead(claims)
         if ahead:  # accepted: the signature and body are Vonage's, only our clock is off
@@ -42,6 +42,7 @@ def signed(view):
                 "webhook %s signed %.0f s ahead of this machine's clock", request.path, ahead
             )
             observe.clock_behind(services(), ahead)
+        g.signed = True  # Vonage's own: what its Host says counts (observe.py)
         try:
             g.body = payload.load_json(raw)
             return view()

@@ -1,10 +1,13 @@
 """Contract section 3: replies, STOP/START, opt-out storage and sync to MoEngage."""
 
 import base64
+import time
 
 import pytest
 from conftest import inbound_body, send, webhook
 from standins import Answer, fixture
+
+from connector import outbox
 
 NUMBER = "447700900000"
 WORKSPACE = {"moengage_workspace_id": "WS123", "moengage_data_api_key": "data-key-xyz"}
@@ -192,3 +195,57 @@ def test_data_api_down_is_503_and_only_the_sync_is_retried(synced_app, moengage,
     assert webhook(client, "/webhooks/inbound", body).status_code == 200
     assert len(tracked(moengage)) == 1
     assert len(track_user_calls(moengage)) == 1
+
+
+def data_api_received(moengage):
+    """Every subscription the Data API was sent, and what it answered, in arrival order."""
+    return [
+        (r["json"]["attributes"]["moe_sms_subscription"], r["status"])
+        for r in moengage.posts("/v1/customer/")
+    ]
+
+
+@pytest.mark.parametrize(
+    "word, other, state",
+    [("STOP", "START", "OPTOUT"), ("START", "STOP", "OPTIN")],  # and the mirror case
+)
+def test_a_late_stale_sync_never_overwrites_a_newer_state(
+    synced_app, moengage, vonage, word, other, state
+):
+    client = synced_app.test_client()
+    send(client, {"to": NUMBER, "text": "hi", "customer_id": "user-42"})
+    first = inbound_body(word, timestamp="2025-02-03T12:00:00Z")
+    stale = inbound_body(other, timestamp="2025-02-03T12:01:00Z")
+    again = inbound_body(word, timestamp="2025-02-03T12:02:00Z")
+    assert webhook(client, "/webhooks/inbound", first).status_code == 200
+    moengage.script(Answer(200, {}), *[Answer(503, {})] * 3)  # the middle sync stays pending
+    assert webhook(client, "/webhooks/inbound", stale).status_code == 503
+    assert webhook(client, "/webhooks/inbound", again).status_code == 200
+    # Vonage redelivers the middle reply: its sync carries a state the number no longer has.
+    assert webhook(client, "/webhooks/inbound", stale).status_code == 200
+    received = data_api_received(moengage)
+    assert [s for s, answer in received if answer == 200] == [state, state]
+    assert received[-1] == (state, 200)
+    store = synced_app.extensions["connector"].store
+    assert store.pending_syncs() == set() and store.subscription(NUMBER)[0] == state
+
+
+def test_a_sync_waits_for_an_older_one_in_flight_and_drops_it_once_stale(
+    synced_app, make_app, moengage, vonage
+):
+    """Two instances on one database: while one posts the number's OPTIN, the other's newer
+    OPTOUT waits; the OPTIN, failed and retried later, is dropped, never sent after it."""
+    other = make_app(**WORKSPACE)
+    send(synced_app.test_client(), {"to": NUMBER, "text": "hi", "customer_id": "user-42"})
+    store, other_store = (a.extensions["connector"].store for a in (synced_app, other))
+    _, [opt_in] = store.set_subscription(NUMBER, "OPTIN", 10.0, 10.0, True)
+    lease = store.lease_event(opt_in, time.time(), 60.0)  # instance 1 is posting it
+    assert lease.outcome == "leased"
+    _, [opt_out] = other_store.set_subscription(NUMBER, "OPTOUT", 20.0, 20.0, True)
+    assert other_store.lease_event(opt_out, time.time(), 60.0).outcome == "busy"
+    store.event_failed(opt_in, "MoEngage answered 503", lease.until)
+    assert outbox.push(other.extensions["connector"], [opt_in, opt_out]) == {
+        opt_in: outbox.SUPERSEDED,
+        opt_out: outbox.SENT,
+    }
+    assert data_api_received(moengage) == [("OPTOUT", 200)]

@@ -198,7 +198,7 @@ def fill(store, n, now, tag):
         for i in range(n):
             message = f"{tag}-{i:06d}-{uuid.uuid4()}"
             tx.execute(
-                "INSERT INTO sends (idem_key, token, state, http_status, answer, message_uuid,"
+                "INSERT INTO sends (idem_key, token, state, http_status, answer, tracking_id,"
                 " recipient, started_at, finished_at) VALUES (?, ?, 'done', 200, ?, ?, ?, ?, ?)",
                 (f"ref:{uuid.uuid4().hex * 2}", "t" * 32, "{}", message, NUMBER, now, now),
             )

@@ -1,6 +1,9 @@
 """Copying a SQLite file into another store: everything once, opt-outs first, newer wins."""
 
+import time
+
 import pytest
+from test_upgrade import MESSAGE, load_first_release
 
 from connector.store import OPTIN, OPTOUT, SqliteStore
 from connector.store.transfer import NotAConnectorDatabase, copy_sqlite
@@ -79,3 +82,12 @@ def test_a_file_that_is_not_the_connectors_is_refused(tmp_path, store):
     with pytest.raises(NotAConnectorDatabase, match="not the connector's database"):
         copy_sqlite(empty.path, store)
     empty.close()
+
+
+def test_a_file_from_before_the_rollback_guard_is_copied_with_its_tracking_ids(tmp_path, store):
+    """A first-release file (sends.message_uuid, not yet tracking_id) copies as well."""
+    path = str(tmp_path / "first.db")
+    load_first_release({"database_path": path}, "sqlite", time.time())
+    counts = {what: copied for what, copied, _ in copy_sqlite(path, store)}
+    assert counts["sends"] == 2
+    assert store.find_send(MESSAGE)["recipient"] == "447700900003"

@@ -16,6 +16,9 @@ from .retention import Retention
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
+Pending = namedtuple(
+    "Pending", "id dedupe_key message_uuid target payload attempts last_error created_at"
+)
 Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
 
 OPTOUT = "OPTOUT"
@@ -123,7 +126,7 @@ class Store(Retention):
                 return Claim("replay", old_token, status, json.loads(answer))
             tx.execute(
                 "UPDATE sends SET token = ?, state = 'pending', http_status = NULL,"
-                " answer = NULL, message_uuid = NULL, recipient = ?, campaign_id = ?,"
+                " answer = NULL, tracking_id = NULL, recipient = ?, campaign_id = ?,"
                 " customer_id = ?, started_at = ?, finished_at = NULL WHERE idem_key = ?",
                 (token, recipient, campaign_id, customer_id, now, key),
             )
@@ -134,7 +137,7 @@ class Store(Retention):
         sends already waiting on this one."""
         with self.transaction() as tx:
             tx.execute(
-                "UPDATE sends SET state = ?, http_status = ?, answer = ?, message_uuid = ?,"
+                "UPDATE sends SET state = ?, http_status = ?, answer = ?, tracking_id = ?,"
                 " finished_at = ? WHERE idem_key = ? AND token = ?",
                 (
                     "done" if remember else "failed",
@@ -167,7 +170,7 @@ class Store(Retention):
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
         rows = self.query(
             "SELECT recipient, campaign_id, customer_id, started_at, http_status"
-            " FROM sends WHERE message_uuid = ?",
+            " FROM sends WHERE tracking_id = ?",
             (message_uuid,),
         )
         if not rows:
@@ -401,12 +404,39 @@ class Store(Retention):
             if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
                 tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
                 return Lease("superseded", None, None)
+            if event.target == "data_api":
+                why_not = self._sync_blocked(tx, event, now)
+                if why_not:
+                    return why_not
             until = now + (seconds[event.target] if isinstance(seconds, dict) else seconds)
             tx.execute(
                 "UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 (until, event_id),
             )
             return Lease("leased", event, until)
+
+    def _sync_blocked(self, tx, event, now):
+        """A subscription sync carries the number's current state, sent after any older one:
+        one whose state is no longer the number's is superseded, never sent after the newer
+        one; while another sync of the number is in flight, it waits ("busy"). The number's
+        subscription row is locked first, so leases of its syncs, on any instance, queue."""
+        number = event.payload.get("number")
+        if not number:
+            return None
+        row = tx.execute(
+            "SELECT state FROM subscriptions WHERE number = ?" + self.lock, (number,)
+        ).fetchone()
+        if row is not None and row[0] != event.payload.get("subscription"):
+            tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event.id,))
+            return Lease("superseded", None, None)
+        for other, payload, until in tx.execute(
+            "SELECT id, payload, lease_until FROM events WHERE state = 'pending'"
+            " AND target = 'data_api' AND lease_until > ? AND id != ?",
+            (now, event.id),
+        ).fetchall():
+            if json.loads(payload).get("number") == number:
+                return Lease("busy", None, until)
+        return None
 
     def event_lease(self, event_id):
         """(state, lease_until) of an event, or None: how a worker waits for another's forward."""
@@ -439,6 +469,33 @@ class Store(Retention):
             " WHERE state = 'pending' ORDER BY id LIMIT ?",
             (limit,),
         )
+
+    def count_pending(self) -> int:
+        """How many events wait for MoEngage, all of them (a listing is capped)."""
+        return self.query("SELECT count(*) FROM events WHERE state = 'pending'")[0][0]
+
+    def pending_listing(
+        self, limit: int = 1000, event_id: int | None = None, after: int = 0, upto: int = -1
+    ) -> list:
+        """[Pending] of the events still waiting for MoEngage, oldest first, ids after `after`
+        (and at most `upto`, unless -1); or event `event_id` alone, if still pending: what
+        `pending` and `push` tell the operator about each."""
+        if event_id is not None:
+            where, args = "id = ?", (event_id,)
+        else:
+            where, args = "id > ? AND (id <= ? OR ? = -1)", (after, upto, upto)
+        return [
+            Pending(*row[:4], json.loads(row[4]), *row[5:])
+            for row in self.query(
+                "SELECT id, dedupe_key, message_uuid, target, payload, attempts, last_error,"
+                f" created_at FROM events WHERE state = 'pending' AND {where} ORDER BY id LIMIT ?",
+                (*args, limit),
+            )
+        ]
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when none): where `push` stops, so it ends."""
+        return self.query("SELECT max(id) FROM events")[0][0] or 0
 
     def leasable_events(self, now, limit):
         """Ids of pending events no live lease holds, least tried first: what a sweep forwards.

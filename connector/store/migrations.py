@@ -23,7 +23,8 @@ FIRST_RELEASE = [
         started_at {real} NOT NULL,
         finished_at {real}
     )""",
-    "CREATE INDEX IF NOT EXISTS sends_by_message ON sends (message_uuid)",
+    # (A callable since the rollback guard renamed the column: see _sends_by_message.)
+    lambda tx: _sends_by_message(tx),
     # The MoEngage user last sent to at each number, for writing opt-outs back to MoEngage.
     """CREATE TABLE IF NOT EXISTS contacts (
         number TEXT PRIMARY KEY,
@@ -129,6 +130,43 @@ RETENTION = [
 ]
 
 
+# sends.message_uuid renamed tracking_id (the trackingId MoEngage was answered), and its index
+# with it: the first release, which knew no schema version and so cannot refuse a newer
+# database, then fails at its start (its `CREATE INDEX IF NOT EXISTS sends_by_message ON sends
+# (message_uuid)` finds no such column) instead of answering /health 200 and sending a
+# client_ref retry a second time (docs/rollbacks.md). The rows are kept as they are; only the
+# index is dropped, and built again under its new name in the same transaction.
+def _has_column(tx, table, column):
+    """Whether `table` has `column`, asked the same way of both backends (a savepoint keeps
+    PostgreSQL's transaction usable after the failed probe)."""
+    tx.execute("SAVEPOINT probe")
+    try:
+        tx.execute(f"SELECT {column} FROM {table} LIMIT 0")
+    except Exception:  # noqa: BLE001 - sqlite3's or psycopg's "no such column"
+        tx.execute("ROLLBACK TO SAVEPOINT probe")
+        return False
+    finally:
+        tx.execute("RELEASE SAVEPOINT probe")
+    return True
+
+
+def _sends_by_message(tx):
+    """Step 1's index on sends.message_uuid, as the first release made it; a database that
+    lost its schema_version after ROLLBACK_GUARD renamed the column has that index already."""
+    if not _has_column(tx, "sends", "tracking_id"):
+        tx.execute("CREATE INDEX IF NOT EXISTS sends_by_message ON sends (message_uuid)")
+
+
+def _rename_tracking_id(tx):
+    if not _has_column(tx, "sends", "tracking_id"):
+        tx.execute("ALTER TABLE sends RENAME COLUMN message_uuid TO tracking_id")
+    tx.execute("DROP INDEX IF EXISTS sends_by_message")  # an index: no row is lost
+    tx.execute("CREATE INDEX IF NOT EXISTS sends_by_tracking_id ON sends (tracking_id)")
+
+
+ROLLBACK_GUARD = [_rename_tracking_id]
+
+
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
@@ -137,6 +175,7 @@ STEPS = [
     ("schedule of the tasks workers share", SCHEDULE),
     ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
     ("indexes by age, for retention", RETENTION),
+    ("sends.tracking_id: the first release refuses to start on this database", ROLLBACK_GUARD),
 ]
 LATEST = len(STEPS)
 

@@ -37,7 +37,7 @@ TABLES = [
         "sends",
         "sends",
         (
-            "idem_key, token, state, http_status, answer, message_uuid, recipient,"
+            "idem_key, token, state, http_status, answer, tracking_id, recipient,"
             " campaign_id, customer_id, started_at, finished_at"
         ),
         "ON CONFLICT (idem_key) DO NOTHING",
@@ -84,10 +84,20 @@ def copy_sqlite(path, target):
         source.close()
 
 
+def _source_columns(source, table, columns):
+    """`columns` as the source file names them: a file made before the rollback guard
+    (migrations.ROLLBACK_GUARD) still calls sends.tracking_id message_uuid."""
+    present = {row[1] for row in source.execute(f"PRAGMA table_info({table})")}
+    if "tracking_id" in columns and "tracking_id" not in present:
+        return columns.replace("tracking_id", "message_uuid")
+    return columns
+
+
 def _copy_table(source, target, table, columns, on_conflict):
     marks = ", ".join("?" for _ in columns.split(","))
     insert = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {on_conflict}"
-    rows = source.execute(f"SELECT {columns} FROM {table} ORDER BY rowid")
+    read = _source_columns(source, table, columns)
+    rows = source.execute(f"SELECT {read} FROM {table} ORDER BY rowid")
     copied = found = 0
     while batch := rows.fetchmany(BATCH):
         with target.transaction() as tx:
