@@ -30,6 +30,10 @@ def create_app(config=None, environ=None):
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    if settings.console_password:  # off: every /console URL is a 404
+        from .console import bp as console
+
+        app.register_blueprint(console)
     cli.init_app(app)
     observe.init_app(app)
     retention.init_app(app)

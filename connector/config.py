@@ -8,6 +8,7 @@ from dotenv import load_dotenv
 
 DEFAULT_OPT_OUT = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT"
 DEFAULT_OPT_IN = "START,YES,UNSTOP"
+CONSOLE_PASSWORD_MIN = 12
 
 
 def _positive(value):
@@ -60,6 +61,15 @@ class Settings:
     warning_clear_seconds: float = 1800.0
     status_silence_seconds: float = 600.0
     evidence_flush_seconds: float = 5.0
+    console_password: str = ""  # CONSOLE_PASSWORD: "" keeps /console off (404)
+
+    def __post_init__(self):
+        if self.console_password and len(self.console_password) < CONSOLE_PASSWORD_MIN:
+            # Never the value: it is a password.
+            raise ValueError(
+                f"CONSOLE_PASSWORD is shorter than {CONSOLE_PASSWORD_MIN} characters: set a "
+                "longer one (or leave it empty to keep the console off)"
+            )
 
     @property
     def data_api_enabled(self):
@@ -136,6 +146,7 @@ _ENV = {
     "warning_clear_seconds": ("WARNING_CLEAR_SECONDS", float),
     "status_silence_seconds": ("STATUS_SILENCE_SECONDS", float),
     "evidence_flush_seconds": ("EVIDENCE_FLUSH_SECONDS", float),
+    "console_password": ("CONSOLE_PASSWORD", str),
 }
 
 

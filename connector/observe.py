@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from flask import g, request
+from flask import g, has_request_context, request
 
 from . import cli_ops, trail
 from .errors import Failure
@@ -111,9 +111,19 @@ def _flush(ctx, force=False):
 # -- hooks ----------------------------------------------------------------------------------
 def sent(ctx, req, status, answer, started, replay=False):
     """sending.py: the send's answer is about to be recorded (or was replayed)."""
-    vonage = trail.sent(req, status, answer, started, replay)
+    vonage = trail.sent(req, status, answer, started, replay, _accepted_key(status))
     if vonage and vonage["status"] in (401, 402, 403):
         ctx.evidence.seen(2, f"vonage:{vonage['status']}", reason=vonage["error"])
+
+
+def _accepted_key(status):
+    """The API key of a send Vonage took (for the console's filter by key): only then is it
+    surely a key, never a secret typed in its place."""
+    if status != 200 or not has_request_context():
+        return None
+    from .sending import parse_credentials
+
+    return parse_credentials(request.headers.get("Authorization"))[0]
 
 
 def status(ctx, body, outcome):

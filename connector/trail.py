@@ -21,6 +21,8 @@ import re
 import threading
 import time
 
+from . import console_tally
+
 _local = threading.local()
 # Rows parked by `park()`, written by the next transaction of any thread; bounded, as they wait
 # only for the next send or webhook (a refused send's row is diagnosis, never an event).
@@ -77,6 +79,7 @@ def write(tx):
             break
     if rows:
         tx.executemany(_INSERT, rows)
+        console_tally.count(tx, rows)
 
 
 def flush_parked(store):
@@ -129,7 +132,7 @@ def _take_vonage(started):
     }
 
 
-def sent(req, status, answer, started, replay=False):
+def sent(req, status, answer, started, replay=False, api_key=None):
     """Queue the send's row: what MoEngage asked, Vonage's answer, ours. Returns Vonage's part
     (None when Vonage was not called) for the warnings."""
     now = time.time()
@@ -149,6 +152,7 @@ def sent(req, status, answer, started, replay=False):
         error=answer.get("error"),
         ms=round(elapsed * 1000, 1),
         vonage=vonage,
+        api_key=api_key,
     )
     return vonage
 
