@@ -66,7 +66,9 @@ def headers(response):
 
 
 def _refused(status, message, **headers):
-    page = render_template("console/refused.html", status=status, message=message)
+    page = render_template(
+        "console/refused.html", status=status, message=message, csrf=g.get("csrf")
+    )
     return page, status, headers
 
 

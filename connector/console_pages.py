@@ -44,6 +44,7 @@ def overview():
         key=key,
         pending=console_data.pending_count(store),
         chart=console_charts.bars(figures["bars"], figures["per_bar"]),
+        span=console_charts.span(figures["bars"], figures["per_bar"]),
     )
 
 

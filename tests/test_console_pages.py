@@ -31,7 +31,7 @@ def text(answer):
 
 
 def figure(page, name):
-    return re.search(rf'<dd id="{name}">([^<]*)</dd>', page).group(1)
+    return re.search(rf'<span class="value" id="{name}">([^<]*)</span>', page).group(1)
 
 
 def no_full_number(page):
