@@ -104,7 +104,8 @@ def health(ctx):
     pool_use = getattr(ctx.store, "pool_use", None)
     return {
         "problems": problems,
-        "warnings": doctor.warnings(ctx) if not problems or ctx.store_opened else [],
+        # The warnings read the database: none when it does not answer.
+        "warnings": [] if any(p.startswith("database") for p in problems) else doctor.warnings(ctx),
         "settings": settings_shown(ctx.settings),
         "database": describe(ctx.settings),
         "schema": ctx.store.schema_version(),

@@ -62,7 +62,21 @@ def message(ident, revealed=None):
     traced = trace.find(services().store, ident)
     if traced is None:
         abort(404, "nothing recorded for this trackingId")
-    return render("message.html", page_name="Messages", t=traced, ident=ident, revealed=revealed)
+    return render(
+        "message.html",
+        page_name="Messages",
+        t=traced,
+        ident=ident,
+        shown_ident=_masked_if_number(ident),
+        revealed=revealed,
+    )
+
+
+def _masked_if_number(ident):
+    try:
+        return phone.mask(phone.normalise(ident))
+    except ValueError:
+        return ident
 
 
 @bp.post("/messages/<path:ident>/reveal")

@@ -114,7 +114,9 @@ def test_opt_outs_list_export_and_opt_in(client, console, moengage):
     done_page = text(client.post(link, data={"csrf": csrf_of(client)}))
     assert "opted in" in done_page and not store.is_opted_out(NUMBER)
     assert "No number has opted out" in text(client.get("/console/optouts"))
-    assert "OPTIN" in text(client.get(f"/console/messages/{NUMBER}"))
+    by_number = text(client.get(f"/console/messages/{NUMBER}"))
+    assert "OPTIN" in by_number and "Reveal" not in by_number
+    no_full_number(by_number)
 
 
 def test_push_now_reports_what_moengage_accepted(client, console, moengage):
