@@ -14,6 +14,8 @@ import os
 import secrets
 from functools import cache
 
+from .store import Store
+
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 12 * 3600
@@ -26,7 +28,7 @@ KEEP_ATTEMPTS = 3600
 
 
 @cache
-def password_id(password):
+def password_id(password: str) -> str:
     """A slow, salted-by-name hash of the password: what session rows are keyed by, so the
     database never holds the password or a fast hash of it."""
     return hashlib.pbkdf2_hmac("sha256", password.encode(), b"connector-console", 200_000).hex()
@@ -36,14 +38,14 @@ def _hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def password_matches(given, password):
+def password_matches(given: str, password: str) -> bool:
     """Constant-time comparison (of equal-length digests, so the length leaks nothing either)."""
     return hmac.compare_digest(
         hashlib.sha256(given.encode()).digest(), hashlib.sha256(password.encode()).digest()
     )
 
 
-def open_session(store, password, now):
+def open_session(store: Store, password: str, now: float) -> tuple[str, str]:
     """A new session: (cookie value, CSRF token)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with store.transaction() as tx:
@@ -56,7 +58,7 @@ def open_session(store, password, now):
     return token, csrf
 
 
-def find_session(store, token, password, now):
+def find_session(store: Store, token: str | None, password: str, now: float) -> str | None:
     """The session's CSRF token if the cookie opens a live session, else None. A session idle
     for IDLE_SECONDS is gone; using one keeps it alive."""
     if not token:
@@ -75,17 +77,19 @@ def find_session(store, token, password, now):
     return rows[0][0]
 
 
-def close_session(store, token):
+def close_session(store: Store, token: str | None) -> None:
     with store.transaction() as tx:
         tx.execute("DELETE FROM console_sessions WHERE id_hash = ?", (_hash(token or ""),))
 
 
-def csrf_ok(expected, given):
-    return bool(expected and given) and hmac.compare_digest(expected, given)
+def csrf_ok(expected: str | None, given: str | None) -> bool:
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 # -- the throttle -------------------------------------------------------------------------
-def attempt(store, client, given, password, now):
+def attempt(store: Store, client: str, given: str, password: str, now: float) -> str:
     """Check a password under the throttle: "ok", "wrong", or why it was refused unchecked.
 
     One transaction, serialised across workers and instances (a row lock on PostgreSQL, the
@@ -132,12 +136,12 @@ def _count(tx, where, client, now):
     ).fetchone()[0]
 
 
-def client_of(remote_addr, forwarded_for):
+def client_of(remote_addr: str | None, forwarded_for: str | None) -> str:
     """Who is signing in: the address the platform's router saw (the last X-Forwarded-For
     entry, which the client cannot forge) when the peer is a proxy gunicorn trusts
     (FORWARDED_ALLOW_IPS, as for X-Forwarded-Proto), else the peer's own address."""
-    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-    trusted = {ip.strip() for ip in trusted.split(",")}
-    if forwarded_for and ("*" in trusted or remote_addr in trusted):
+    setting = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    trusted = {ip.strip() for ip in setting.split(",")}
+    if forwarded_for and ("*" in trusted or (remote_addr or "") in trusted):
         return forwarded_for.split(",")[-1].strip()[:64]
     return (remote_addr or "?")[:64]

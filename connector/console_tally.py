@@ -7,10 +7,16 @@ A message's delivery, failure, cost and parts are counted once, from its first f
 (the one the store recorded as new); redeliveries and statuses after a final one are not.
 """
 
+from __future__ import annotations
+
 import json
 import random
+from typing import TYPE_CHECKING
 
 from . import countries
+
+if TYPE_CHECKING:
+    from .store import Store
 
 HOUR = 3600
 SHARDS = 8  # rows per hour and name: concurrent PostgreSQL transactions rarely share one
@@ -26,9 +32,9 @@ _UPSERT = (
 )
 
 
-def count(tx, rows):
+def count(tx, rows: list[tuple]) -> None:
     """Add the trail rows just written to the hour they happened in."""
-    totals = {}
+    totals: dict[tuple[int, str, str], tuple[int, float, float]] = {}
     for at, stage, message_uuid, _ref, number, detail in rows:
         for api_key, name, n, amount in _names(tx, stage, message_uuid, number, json.loads(detail)):
             key = (int(at // HOUR), api_key or "", name)
@@ -101,10 +107,12 @@ def _float(value):
 
 
 # -- reading --------------------------------------------------------------------------------
-def read(store, start_bucket, api_key=None):
+def read(
+    store: Store, start_bucket: int, api_key: str | None = None
+) -> dict[tuple[int, str], tuple[int, float]]:
     """{(bucket, name): (n, amount)} from `start_bucket` on, for one API key or all."""
     sql = "SELECT bucket, name, SUM(n), SUM(amount) FROM console_tally WHERE bucket >= ?"
-    params = [start_bucket]
+    params: list[int | str] = [start_bucket]
     if api_key is not None:
         sql += " AND api_key = ?"
         params.append(api_key)
@@ -112,7 +120,7 @@ def read(store, start_bucket, api_key=None):
     return {(bucket, name): (int(n), float(amount)) for bucket, name, n, amount in rows}
 
 
-def api_keys(store, start_bucket):
+def api_keys(store: Store, start_bucket: int) -> list[str]:
     """The API keys that sent since `start_bucket`, sorted."""
     rows = store.query(
         "SELECT DISTINCT api_key FROM console_tally WHERE bucket >= ? AND api_key != ''",
@@ -121,7 +129,7 @@ def api_keys(store, start_bucket):
     return sorted(row[0] for row in rows)
 
 
-def last_seen(store, name):
+def last_seen(store: Store, name: str) -> float | None:
     """When a counter last moved (the Setup page's live checks), or None."""
     rows = store.query(
         "SELECT MAX(last_at) FROM console_tally WHERE name = ? AND bucket ="
