@@ -20,7 +20,8 @@ def console(make_app):
     return make_app(console_password=PASSWORD)
 
 
-def test_without_console_password_every_console_url_is_404(app):
+def test_without_console_password_every_console_url_is_404(app, make_app):
+    assert make_app(console_password=PASSWORD).test_client().get("/console").status_code == 200
     client = app.test_client()
     for path in ["/console", "/console/", *PAGES, "/console/optouts.csv",
                  "/console/static/console.css"]:  # fmt: skip
