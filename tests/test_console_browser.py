@@ -196,6 +196,15 @@ def test_without_a_session_pages_send_to_sign_in_and_downloads_are_401(server, b
     assert answer.status_code == 401 and "0000" not in answer.text
 
 
+def test_x_forwarded_proto_from_a_trusted_proxy_makes_the_cookie_secure(server):
+    """gunicorn trusts X-Forwarded-Proto from FORWARDED_ALLOW_IPS (loopback by default)."""
+    plain = requests.get(server.url + "/console", timeout=10)
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    proxied = requests.get(server.url + "/console", headers={"X-Forwarded-Proto": "https"},
+                           timeout=10)  # fmt: skip
+    assert "; Secure" in proxied.headers["Set-Cookie"]
+
+
 def test_a_wrong_password_is_refused(server, browser):
     sign_in(browser, server, "not the password at all")
     assert heading(browser) == "Sign in"
