@@ -36,6 +36,10 @@ def create_app(config=None, environ=None):
     app.register_blueprint(dispatch.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    if settings.console_password:  # off: every /console URL is a 404
+        from .console import bp as console
+
+        app.register_blueprint(console)
     request_hooks.init_app(app)
     cli.init_app(app, make_app=lambda overrides: start(create_app(overrides, environ={})))
     register_error_handlers(app)

@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from . import cli_ops, outbox, pending_view, phone, rehearsal, trail
 from .cli_store import STORE_FAILURES, existing_store, failure_line, store_command
 from .command_context import services
+from .optouts import sync_state
 from .replay import sign_webhook_command
 from .retention import cutoff, prune
 from .store import OPTIN, OPTOUT
@@ -145,22 +146,9 @@ def optouts_command():
     rows = existing_store().opted_out()
     waiting = ctx.store.pending_syncs()
     for number, event_ts, synced in rows:
-        state = _sync_state(ctx, number in waiting, synced)
+        state = sync_state(ctx.settings, number in waiting, synced)
         click.echo(f"{phone.mask(number)} since {when(event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
-
-
-def _sync_state(ctx, waiting, synced):
-    if waiting:
-        return "queued for MoEngage, not accepted yet (`push` retries it)"
-    if synced:
-        return "synced to MoEngage"
-    if not ctx.settings.data_api_enabled:
-        return (
-            "not synced: the MoEngage Data API is not configured "
-            "(MOENGAGE_WORKSPACE_ID, MOENGAGE_DATA_API_KEY)"
-        )
-    return "not synced: no customer_id known yet (synced when a send names one)"
 
 
 @click.command("optin")

@@ -16,7 +16,8 @@ REFUSED = ("rejected", "undeliverable", "failed")
 def sent(ctx, req, status, answer, started, replay=False, api_key=None):
     """sending.py: the send's answer is about to be recorded (or was replayed). Vonage refusing
     a key no team would hold is a caller guessing credentials (probing), not warning 2."""
-    vonage = trail.sent(req, status, answer, started, replay)
+    # The key only of a send Vonage took: then it is surely a key, never a secret typed in its place.
+    vonage = trail.sent(req, status, answer, started, replay, api_key if status == 200 else None)
     if not vonage or vonage["status"] not in (401, 402, 403):
         return
     if vonage["status"] == 402 or team_key(ctx.settings, api_key):

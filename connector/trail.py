@@ -81,9 +81,10 @@ def _take_vonage(started):
     }
 
 
-def sent(req, status, answer, started, replay=False):
-    """Queue the send's row: what MoEngage asked, Vonage's answer, ours. Returns Vonage's part
-    (None when Vonage was not called) for the warnings."""
+def sent(req, status, answer, started, replay=False, api_key=None):
+    """Queue the send's row: what MoEngage asked, Vonage's answer, ours, and the API key of a
+    send Vonage took (the console's filter by key). Returns Vonage's part (None when Vonage was
+    not called) for the warnings."""
     now = time.time()
     elapsed = time.monotonic() - started
     vonage = None if replay else _take_vonage(started)
@@ -101,6 +102,7 @@ def sent(req, status, answer, started, replay=False):
         error=answer.get("error"),
         ms=round(elapsed * 1000, 1),
         vonage=vonage,
+        api_key=api_key,
     )
     return vonage
 

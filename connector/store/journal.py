@@ -14,6 +14,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import tally
+
 Row = tuple[float, str, str | None, str | None, str | None, str]
 
 _local = threading.local()
@@ -69,3 +71,4 @@ def write(tx: Any) -> None:
     rows = take()
     if rows:
         tx.executemany(_INSERT, rows)
+        tally.count(tx, rows)  # the console's hourly counters commit with the rows they count

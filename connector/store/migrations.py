@@ -165,6 +165,45 @@ def _rename_tracking_id(tx):
 
 
 ROLLBACK_GUARD = [_rename_tracking_id]
+# The console (issue 18). `console_tally`: counters per hour, API key and name (sends,
+# delivered, error:<code>, cost:<currency> ...), added to by every transaction that writes
+# trail rows (connector/console_tally.py), so the overview sums a few thousand rows instead of
+# scanning the trail; `shard` spreads one hour's counters over several rows so concurrent
+# PostgreSQL transactions rarely wait for the same one. `console_sessions`: signed-in
+# sessions by a hash of their cookie, so signing out revokes one everywhere; `password_id`
+# (a hash of CONSOLE_PASSWORD) makes a changed password end them all. `console_attempts`:
+# sign-in attempts, counted by every worker and instance for the throttle.
+CONSOLE = [
+    """CREATE TABLE IF NOT EXISTS console_tally (
+        bucket INTEGER NOT NULL,
+        api_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        amount {real} NOT NULL,
+        last_at {real} NOT NULL,
+        PRIMARY KEY (bucket, api_key, name, shard)
+    )""",
+    "CREATE INDEX IF NOT EXISTS console_tally_by_name ON console_tally (name, bucket)",
+    """CREATE TABLE IF NOT EXISTS console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        password_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at {real} NOT NULL,
+        last_seen {real} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS console_attempts (
+        id {id},
+        client TEXT NOT NULL,
+        at {real} NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS console_attempts_by_client ON console_attempts (client, at)",
+    "CREATE INDEX IF NOT EXISTS console_attempts_by_age ON console_attempts (at)",
+    # The Messages page's search by campaign id, and the Opt-outs page's list, newest first.
+    "CREATE INDEX IF NOT EXISTS sends_by_campaign ON sends (campaign_id, started_at)",
+    "CREATE INDEX IF NOT EXISTS subscriptions_by_state ON subscriptions (state, event_ts)",
+]
 
 
 STEPS = [
@@ -176,6 +215,7 @@ STEPS = [
     ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
     ("indexes by age, for retention", RETENTION),
     ("sends.tracking_id: the first release refuses to start on this database", ROLLBACK_GUARD),
+    ("console: tally, sessions, sign-in attempts, search indexes", CONSOLE),
 ]
 LATEST = len(STEPS)
 

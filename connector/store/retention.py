@@ -9,6 +9,7 @@ the row itself, so a row that changed since it was picked (a send claimed again,
 requeued) is left alone.
 """
 
+import time
 from collections import namedtuple
 
 Pruned = namedtuple("Pruned", "sends events")
@@ -16,6 +17,7 @@ Pruned = namedtuple("Pruned", "sends events")
 # A send still `pending` after this long died with its worker (a live one is answered within
 # VONAGE_TIMEOUT): it can go like any other once it is also older than the retention.
 DEAD_SEND_SECONDS = 3600.0
+TALLY_DAYS = 31
 
 _SENDS = "started_at < ? AND (state != 'pending' OR started_at < ?)"
 _EVENTS = "created_at < ? AND state != 'pending' AND COALESCE(sent_at, created_at) < ?"
@@ -61,6 +63,9 @@ class Retention:
                 (cutoff, limit),
             ).rowcount
             tx.execute("DELETE FROM evidence WHERE last_seen < ?", (cutoff,))
+            # The console's hourly counters: kept for its 30-day Overview whatever the retention.
+            oldest = min(cutoff, time.time() - TALLY_DAYS * 86400)
+            tx.execute("DELETE FROM console_tally WHERE bucket < ?", (int(oldest // 3600),))
         return steps
 
     def kept(self):
