@@ -12,12 +12,13 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from urllib.request import pathname2url
 
 from ..utc import when
 from .base import Store, StoreUnavailable
-from .group_commit import GroupCommit
+from .group_commit import WAIT_SECONDS, GroupCommit, Turn, stuck
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
@@ -49,14 +50,40 @@ def _enable_wal(conn):
             time.sleep(0.01)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection a weak reference can name: close() finds every thread's reading
+    connection, and a thread that ends still frees its own. `pid`: the process that opened it."""
+
+    pid = 0
+
+
+def _flock(fd: int, deadline: float) -> None:
+    """Take the lock file's exclusive lock by `deadline` (monotonic), else StoreUnavailable.
+    flock cannot be given a timeout, so a busy lock is polled, at first every 0.1 ms: a
+    commit takes milliseconds, so the waiter still comes in soon after it."""
+    pause = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise stuck("the database's write lock (another worker holds it)", WAIT_SECONDS)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+
+
 class SqliteStore(Store):
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
-        self._writer = (None, None, None)  # (pid, lock among this process's threads, lock file)
-        self._identity = None  # (st_dev, st_ino) of the file once its schema is in place
-        self._failing = None  # (since, reason) while writes fail for want of disk
-        self._group = None  # this process's GroupCommit
+        # (pid, lock among this process's threads, lock file)
+        self._writer: tuple[int | None, threading.Lock | None, int | None] = (None, None, None)
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) once the schema is in
+        self._failing: tuple[float, str] | None = None  # (since, reason) while writes fail
+        self._group: GroupCommit | None = None  # this process's GroupCommit
+        self._readers: weakref.WeakSet[_Connection] = weakref.WeakSet()  # each thread's
+        self._readers_lock = threading.Lock()
 
     def _check_file(self):
         """Raise StoreUnavailable unless the path is still the file this store opened: one
@@ -112,22 +139,31 @@ class SqliteStore(Store):
             target,
             isolation_level=None,
             timeout=BUSY_TIMEOUT_MS / 1000,
+            factory=_Connection,
             uri=self._identity is not None,
             **kwargs,
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        _enable_wal(conn)
-        # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.pid = os.getpid()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _enable_wal(conn)
+            # FULL: an answer we gave (a 200 to MoEngage, a 2xx to Vonage) survives power loss.
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    def _connection(self):
+    def _connection(self) -> sqlite3.Connection:
         # A connection never crosses a fork or a thread: gunicorn forks workers after import.
+        # (check_same_thread=False only so that close() may close it from another thread.)
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             self._check_file()
-            conn = self._connect()
+            conn = self._connect(check_same_thread=False)
             self._local.conn, self._local.pid = conn, os.getpid()
+            with self._readers_lock:
+                self._readers.add(conn)
         return conn
 
     @contextmanager
@@ -148,22 +184,28 @@ class SqliteStore(Store):
             raise self._unavailable(exc) or exc
         self._failing = None
 
-    def _turn(self):
-        """(take, give back): the write turn of `_write_turn`, in two calls a group can split."""
+    def _turn(self) -> Turn:
+        """(take, give back): the write turn of `_write_turn`, in two calls a group can split;
+        taking it waits at most WAIT_SECONDS, then raises StoreUnavailable."""
         self._write_turn_locks()
         _, threads, lock_file = self._writer
+        assert threads is not None and lock_file is not None
 
-        def take():
-            threads.acquire()
+        def take() -> None:
+            deadline = time.monotonic() + WAIT_SECONDS
+            if not threads.acquire(timeout=WAIT_SECONDS):
+                raise stuck("this worker's write turn", WAIT_SECONDS)
             try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                _flock(lock_file, deadline)
             except BaseException:
                 threads.release()
                 raise
 
-        def give_back():
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-            threads.release()
+        def give_back() -> None:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+            finally:
+                threads.release()
 
         return take, give_back
 
@@ -265,11 +307,23 @@ class SqliteStore(Store):
     def schema_transaction(self):
         return self._solo_transaction()  # BEGIN IMMEDIATE behind the lock file, alone
 
-    def close(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        self._local.conn = None
+    def close(self) -> None:
+        """Close what this process opened: every thread's reading connection, the shared
+        writing one and the lock file. A later use opens them again."""
+        pid = os.getpid()
+        with _OPENING:
+            with self._readers_lock:
+                readers, self._readers = list(self._readers), weakref.WeakSet()
+            group, self._group = self._group, None
+            writer, self._writer = self._writer, (None, None, None)
+            self._local = threading.local()
+        for conn in readers:
+            if conn.pid == pid:  # a parent's are the parent's to close
+                conn.close()
+        if group is not None and group.pid == pid:
+            group.conn.close()
+        if writer[0] == pid and writer[2] is not None:
+            os.close(writer[2])
 
     def describe(self):
         return f"sqlite:{self.path}"
