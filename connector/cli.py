@@ -44,9 +44,10 @@ def require(*variables):
 
 
 def _print_pending(rows):
-    for event_id, target, attempts, error, created in rows:
+    for row in rows:
+        error = row.last_error
         click.echo(
-            f"#{event_id} {target} since {when(created)}, {attempts} tries"
+            f"#{row.id} {row.target} since {when(row.created_at)}, {row.attempts} tries"
             f"{': ' + error if error else ''}"
         )
 
@@ -69,12 +70,12 @@ def push_command():
     """
     require("MOENGAGE_DELIVERY_URL")
     ctx = services()
-    targets = {row[0]: row[1] for row in ctx.store.pending_events(limit=PUSH_LIMIT)}
+    targets = {row.id: row.target for row in ctx.store.pending_events(limit=PUSH_LIMIT)}
     outcomes = outbox.push(ctx, list(targets))
     for event_id, outcome in outcomes.items():
         _report_push(ctx.store, event_id, targets[event_id], outcome)
     left = [i for i, outcome in outcomes.items() if outcome in (outbox.BUSY, outbox.FAILED)]
-    _print_pending([row for row in ctx.store.pending_events() if row[0] in set(left)])
+    _print_pending([row for row in ctx.store.pending_events() if row.id in set(left)])
     sent = sum(outcome == outbox.SENT for outcome in outcomes.values())
     done = sum(outcome == outbox.DONE for outcome in outcomes.values())
     meanwhile = f", {done} forwarded meanwhile by the connector itself" if done else ""
@@ -90,7 +91,7 @@ def _report_push(store, event_id, target, outcome):
         click.echo(f"#{event_id} {target}: no longer pending, the connector forwarded it meanwhile")
     elif outcome == outbox.BUSY:
         lease = store.event_lease(event_id)
-        until = f" until {when(lease[1])}" if lease and lease[1] else ""
+        until = f" until {when(lease.lease_until)}" if lease and lease.lease_until else ""
         click.echo(
             f"#{event_id} {target}: NOT sent, a connector worker holds it{until} (forwarding "
             "it, or it died doing so); run push again after that if it is still pending"
@@ -120,9 +121,9 @@ def optouts_command():
     ctx = services()
     rows = existing_store().opted_out()
     waiting = ctx.store.pending_syncs()
-    for number, event_ts, synced in rows:
-        state = _sync_state(ctx, number in waiting, synced)
-        click.echo(f"{phone.mask(number)} since {when(event_ts)}, {state}")
+    for row in rows:
+        state = _sync_state(ctx, row.number in waiting, row.synced)
+        click.echo(f"{phone.mask(row.number)} since {when(row.event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
 
 
@@ -164,33 +165,31 @@ def optin_command(number, force):
         ) from None
     masked = phone.mask(number)
     stored = ctx.store.subscription(number)
-    if stored is None or stored[0] != OPTOUT:
+    if stored is None or stored.state != OPTOUT:
         click.echo(f"{masked} is not opted out")
         return
     now = time.time()
     stamp = now
-    if stored[1] > now:  # a later Vonage timestamp wins: only --force outranks it
+    if stored.event_ts > now:  # a later Vonage timestamp wins: only --force outranks it
         if not force:
             click.echo(
                 f"{masked} stays opted out: its STOP carries Vonage's timestamp "
-                f"{when(stored[1])}, later than this machine's clock ({when(now)}), and the "
+                f"{when(stored.event_ts)}, later than this machine's clock ({when(now)}), and the "
                 "later one wins. Check the clock, or run `optin --force` with the number to "
                 "opt it in anyway"
             )
             raise SystemExit(1)
-        stamp = stored[1]  # an equal timestamp: the later arrival, this one, wins
-    applied, event_ids = ctx.store.set_subscription(
-        number, OPTIN, stamp, now, ctx.settings.data_api_enabled
-    )
-    if not applied:
+        stamp = stored.event_ts  # an equal timestamp: the later arrival, this one, wins
+    change = ctx.store.set_subscription(number, OPTIN, stamp, now, ctx.settings.data_api_enabled)
+    if not change.applied:
         click.echo(f"{masked} stays opted out: a newer opt-out arrived meanwhile")
         raise SystemExit(1)
     click.echo(f"{masked} opted in")
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
-    elif not event_ids:
+    elif not change.event_ids:
         click.echo("no customer_id known for this number: synced when a send names one")
-    elif all(o in outbox.DELIVERED for o in outbox.push(ctx, event_ids).values()):
+    elif all(o in outbox.DELIVERED for o in outbox.push(ctx, change.event_ids).values()):
         click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
     else:
         click.echo("MoEngage did not accept the sync; it is pending: run `push` later")
@@ -216,8 +215,8 @@ def copy_sqlite(path):
     except NotAConnectorDatabase as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Copied {path} into {ctx.store.describe()}:")
-    for what, copied, found in counts:
-        click.echo(f"  {what}: {copied} of {found} copied")
+    for table in counts:
+        click.echo(f"  {table.what}: {table.copied} of {table.found} copied")
     click.echo("Rows the database already had, or had newer, were kept as they were.")
 
 

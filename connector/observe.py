@@ -90,10 +90,10 @@ def _noting_by_hand(set_subscription):
     written as the command ends."""
 
     def wrapped(number, state, *args, **kwargs):
-        applied, event_ids = set_subscription(number, state, *args, **kwargs)
-        if applied:
+        change = set_subscription(number, state, *args, **kwargs)
+        if change.applied:
             trail.note("subscription", None, None, number, state=state, by="hand")
-        return applied, event_ids
+        return change
 
     return wrapped
 

@@ -139,8 +139,8 @@ def prune_command(dry_run):
             f"removed {done.sends} sends, {done.events} forwarded events and {done.steps} "
             "trace steps"
         )
-    pending, subscriptions, contacts = ctx.store.kept()
+    kept = ctx.store.kept()
     click.echo(
-        f"kept: {pending} pending events, {subscriptions} opt-out/opt-in states, "
-        f"{contacts} contacts (never removed)"
+        f"kept: {kept.pending_events} pending events, {kept.subscriptions} opt-out/opt-in "
+        f"states, {kept.contacts} contacts (never removed)"
     )

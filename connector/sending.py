@@ -127,7 +127,7 @@ def send(services, req, api_key, api_secret):
         legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
         if legacy:
             return _answer(*legacy)
-    if services.limiter.interval and not (key and store.send_outcome(key)):
+    if services.limiter.interval and not (key and store.send_outcome(key) is not None):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
@@ -261,8 +261,8 @@ def _join(store, key, deadline, req):
     log.info("send to=%s waits for an identical send in flight", phone.mask(req.to))
     while time.monotonic() < deadline:
         outcome = store.send_outcome(key)
-        if outcome and outcome[1] != "pending":
-            return _answer(outcome[2], outcome[3])
+        if outcome and outcome.state != "pending":
+            return _answer(outcome.status, outcome.answer)
         time.sleep(POLL_SECONDS)
     return _answer(
         504,

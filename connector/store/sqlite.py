@@ -13,7 +13,9 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 from urllib.request import pathname2url
 
 from ..utc import when
@@ -35,7 +37,7 @@ UNAVAILABLE = {
 }
 
 
-def _enable_wal(conn):
+def _enable_wal(conn: sqlite3.Connection) -> None:
     """WAL is kept in the file, so only a new file needs the switch. Workers that open a new
     file at once all try it; the switch needs an exclusive lock that SQLite does not wait for
     (busy_timeout does not apply), so the losers retry instead of failing to boot."""
@@ -85,7 +87,7 @@ class SqliteStore(Store):
         self._readers: weakref.WeakSet[_Connection] = weakref.WeakSet()  # each thread's
         self._readers_lock = threading.Lock()
 
-    def _check_file(self):
+    def _check_file(self) -> None:
         """Raise StoreUnavailable unless the path is still the file this store opened: one
         stat, cheap enough for every transaction."""
         if self._identity is None:
@@ -105,7 +107,7 @@ class SqliteStore(Store):
                 "on an empty file, it forgets every opt-out and every send it made)"
             )
 
-    def _missing(self):
+    def _missing(self) -> str:
         return (
             f"the SQLite database DATABASE_PATH={self.path} is missing, but {self.path}-lock "
             "shows one was there: it was deleted or moved, so nothing is stored. Put it back "
@@ -113,11 +115,12 @@ class SqliteStore(Store):
             f"send), delete {self.path}-lock too and restart"
         )
 
-    def _unavailable(self, exc):
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
         """StoreUnavailable for an error that means nothing can be stored, else None."""
         code = getattr(exc, "sqlite_errorcode", None) or getattr(
             exc.__cause__, "sqlite_errorcode", 0
         )
+        code = code or 0
         what = UNAVAILABLE.get(code & 0xFF)
         if what is None:
             return None
@@ -126,11 +129,11 @@ class SqliteStore(Store):
         return self._log(reason)
 
     @staticmethod
-    def _log(reason):
+    def _log(reason: str) -> StoreUnavailable:
         log.error("nothing stored, answered 503: %s", reason)
         return StoreUnavailable(reason)
 
-    def _connect(self, **kwargs):
+    def _connect(self, **kwargs: Any) -> _Connection:
         # Once the schema is in place, never create the file: a missing one is an error.
         target = self.path
         if self._identity is not None:
@@ -167,7 +170,7 @@ class SqliteStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """This process's writes share commits (GroupCommit); the file is checked first."""
         try:
             self._check_file()
@@ -175,8 +178,8 @@ class SqliteStore(Store):
             if group is None or group.pid != os.getpid():
                 with _OPENING:
                     if self._group is None or self._group.pid != os.getpid():
-                        conn = self._connect(check_same_thread=False)
-                        self._group = GroupCommit(conn, self._turn)
+                        writer = self._connect(check_same_thread=False)
+                        self._group = GroupCommit(writer, self._turn)
                 group = self._group
             with group.transaction() as conn:
                 yield conn
@@ -210,7 +213,7 @@ class SqliteStore(Store):
         return take, give_back
 
     @contextmanager
-    def _solo_transaction(self):
+    def _solo_transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction alone on this thread's connection (schema steps)."""
         # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction fails
         # with "database is locked" under concurrent workers, whatever the busy timeout.
@@ -233,7 +236,7 @@ class SqliteStore(Store):
         self._failing = None
 
     @contextmanager
-    def _write_turn(self):
+    def _write_turn(self) -> Iterator[None]:
         """Writers queue here first: a thread lock, then a file lock shared by all workers.
 
         SQLite's own wait for a busy database sleeps and polls (up to 100 ms a try), so under
@@ -242,6 +245,7 @@ class SqliteStore(Store):
         """
         self._write_turn_locks()
         _, threads, lock_file = self._writer
+        assert threads is not None and lock_file is not None
         with threads:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
@@ -249,14 +253,14 @@ class SqliteStore(Store):
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
-    def _write_turn_locks(self):
+    def _write_turn_locks(self) -> None:
         if self._writer[0] != os.getpid():  # a new worker: its own locks, never the parent's
             with _OPENING:
                 if self._writer[0] != os.getpid():
                     lock_file = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o600)
                     self._writer = (os.getpid(), threading.Lock(), lock_file)
 
-    def query(self, sql, params=()):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             conn = self._connection()
             self._check_file()
@@ -264,7 +268,7 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) or exc
 
-    def init_schema(self):
+    def init_schema(self) -> list[int]:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         if not os.path.exists(self.path) and os.path.exists(f"{self.path}-lock"):
@@ -279,7 +283,7 @@ class SqliteStore(Store):
         self._identity = (st.st_dev, st.st_ino)  # from now on, this file and no other
         return ran
 
-    def problems(self):
+    def problems(self) -> list[str]:
         """Why writes may fail though the file answers: the last write found no disk, or the
         disk is all but full."""
         found = []
@@ -298,13 +302,13 @@ class SqliteStore(Store):
             )
         return found
 
-    def schema_version(self):
+    def schema_version(self) -> int:
         if not self.query("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"):
             return 0
         rows = self.query("SELECT version FROM schema_version")
         return rows[0][0] if rows else 0
 
-    def schema_transaction(self):
+    def schema_transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._solo_transaction()  # BEGIN IMMEDIATE behind the lock file, alone
 
     def close(self) -> None:
@@ -325,5 +329,5 @@ class SqliteStore(Store):
         if writer[0] == pid and writer[2] is not None:
             os.close(writer[2])
 
-    def describe(self):
+    def describe(self) -> str:
         return f"sqlite:{self.path}"
