@@ -53,7 +53,11 @@ def open_store(settings: "Settings") -> Store:
                 f"DATABASE_URL must start with postgres:// or postgresql://, "
                 f"not {scheme or '(no scheme)'}://"
             )
-        store: Store = PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
+        store: Store = PostgresStore(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            budget=settings.vonage_timeout,  # a send's statements fit in its deadline
+        )
     else:
         store = SqliteStore(settings.database_path)
     for step in store.init_schema():

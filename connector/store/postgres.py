@@ -20,9 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import pg_locks
 from .base import Store, StoreUnavailable
 from .migrations import migrate
 
@@ -70,8 +72,8 @@ class _Transaction:
         return cursor
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    conn.execute("SET synchronous_commit = on")
+def _configure(limits: pg_locks.Timeouts, conn: psycopg.Connection) -> None:
+    conn.execute(pg_locks.settings_sql(limits))
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
@@ -86,9 +88,13 @@ def _check_if_idle(conn: psycopg.Connection) -> None:
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
-    def __init__(self, url: str, pool_size: int) -> None:
+    def __init__(self, url: str, pool_size: int, budget: float = pg_locks.DEFAULT_BUDGET) -> None:
+        """`budget`: the seconds a request's statements must fit in (VONAGE_TIMEOUT); their
+        lock and statement timeouts are shares of it (pg_locks.py)."""
         self.url = url
         self.pool_size = max(pool_size, 1)
+        self.timeouts = pg_locks.timeouts(budget)
+        self._lock_waits = pg_locks.LockWaits()
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
         self._inherited: ConnectionPool | None = None
@@ -110,7 +116,7 @@ class PostgresStore(Store):
                     max_size=self.pool_size,
                     open=False,
                     kwargs=self._pool_kwargs(),
-                    configure=_configure,
+                    configure=functools.partial(_configure, self.timeouts),
                     check=_check_if_idle,
                     timeout=WAIT_SECONDS,
                     name="connector",
@@ -148,8 +154,15 @@ class PostgresStore(Store):
         try:
             with conn:  # as pool.connection() does: commit or roll back, then give it back
                 yield conn
+        except psycopg.errors.LockNotAvailable as exc:
+            relation = self._lock_waits.saw(exc)
+            log.warning("database row lock wait ran out: %s is held by another session", relation)
+            raise pg_locks.DatabaseLocked(relation, self.timeouts.lock) from None
+        except psycopg.errors.QueryCanceled:
+            log.warning("database statement ran over %g s", self.timeouts.statement)
+            raise pg_locks.StatementTooSlow(self.timeouts.statement) from None
         except psycopg.OperationalError as exc:
-            # The server went away (or cancelled the query) under this request.
+            # The server went away under this request.
             log.warning("database connection failed: %s", type(exc).__name__)
             raise DatabaseUnavailable(f"its connection failed ({type(exc).__name__})") from None
         finally:
@@ -184,6 +197,14 @@ class PostgresStore(Store):
     def ping(self) -> None:
         with self._connection(PING_WAIT_SECONDS) as conn:
             conn.execute("SELECT 1")
+
+    def lock_waits(self) -> list[pg_locks.LockWait]:
+        """Tables a statement of this worker lately gave up waiting on, and the sessions of
+        other clients holding locks on the connector's tables in a long transaction."""
+        with self._connection(PING_WAIT_SECONDS) as conn:
+            rows = conn.execute(pg_locks.HOLDERS, (self.timeouts.lock,)).fetchall()
+        holders = [pg_locks.Holder(*row) for row in rows]
+        return pg_locks.report(self._lock_waits, holders, time.time())
 
     def pool_use(self) -> dict[str, int]:
         """This worker's pool for /health: its limit, connections open, in use, waiters."""

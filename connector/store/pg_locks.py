@@ -1,0 +1,144 @@
+"""PostgreSQL lock and statement timeouts: no statement of the connector waits past its
+request's deadline, and a wait that ran out is named (by `/health` and `flask doctor`).
+
+A session that holds a row the connector needs (a `psql` left in a transaction, a client that
+vanished mid-transaction) used to hang every send on the `send_schedule` row until the pool
+filled. Every pooled connection now carries `lock_timeout` and `statement_timeout`, set once as
+it connects (no round trip per statement), as shares of VONAGE_TIMEOUT: a statement waits at
+most a quarter of it for a lock and runs at most half of it, so a send still answers 503 within
+VONAGE_TIMEOUT, before anything reaches Vonage. Migrations use their own connection, untimed.
+"""
+
+import math
+import re
+import threading
+import time
+from typing import Any, NamedTuple
+
+from .base import StoreUnavailable
+
+DEFAULT_BUDGET = 4.0  # VONAGE_TIMEOUT's default: the time a request's statements fit in
+LOCK_SHARE = 0.25
+STATEMENT_SHARE = 0.5
+SHOWN_FOR = 60.0  # seconds a wait that ran out stays named after the last one
+_RELATION = re.compile(r'relation "([^"]+)"')
+
+# Sessions of other clients that hold a lock on one of this schema's tables inside a
+# transaction that has been idle (or running) longer than the lock timeout: what blocks us.
+# Without the privilege to see other users' sessions (pg_read_all_stats), their state reads
+# NULL and they are not listed; the waits this process saw are still named.
+HOLDERS = """
+SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
+    a.state, extract(epoch FROM now() - a.xact_start)::float8, c.relname::text
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid()
+    AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+    AND c.relkind = 'r'
+    AND a.xact_start < now() - make_interval(secs => %s)
+    AND a.state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')
+ORDER BY 5 DESC
+LIMIT 5
+"""
+
+
+class Timeouts(NamedTuple):
+    lock: float  # seconds a statement waits for a lock
+    statement: float  # seconds a statement may run, lock waits included
+
+
+def timeouts(budget: float) -> Timeouts:
+    """The timeouts for requests whose statements must fit in `budget` s (VONAGE_TIMEOUT)."""
+    if not math.isfinite(budget) or budget <= 0:
+        budget = DEFAULT_BUDGET
+    return Timeouts(budget * LOCK_SHARE, budget * STATEMENT_SHARE)
+
+
+def settings_sql(limits: Timeouts) -> str:
+    """The SETs a new connection runs, in one round trip (never 0: that means no limit)."""
+    lock, statement = (max(1, round(s * 1000)) for s in limits)
+    return (
+        "SET synchronous_commit = on; "
+        f"SET lock_timeout = {lock}; SET statement_timeout = {statement}"
+    )
+
+
+class Holder(NamedTuple):
+    pid: int
+    application: str
+    user: str
+    state: str
+    seconds: float  # since its transaction began
+    relation: str
+
+
+class LockWait(NamedTuple):
+    relation: str
+    ran_out: int  # waits that ran out in this worker (0: a holder seen, no wait yet)
+    since: float
+    last: float
+    holders: list[Holder]
+
+
+class DatabaseLocked(StoreUnavailable):
+    """A row this request needs stayed locked by another database session: answered 503."""
+
+    def __init__(self, relation: str, seconds: float) -> None:
+        super().__init__(
+            f"the database is unavailable: a row of {relation} stayed locked by another "
+            f"database session for over {seconds:g} s (GET /health names it); retry later",
+            retry_after=1,
+        )
+
+
+class StatementTooSlow(StoreUnavailable):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the database is unavailable: a query ran over {seconds:g} s "
+            "(the database is overloaded, or a query was cancelled); retry later",
+            retry_after=1,
+        )
+
+
+class LockWaits:
+    """The lock waits that ran out in this process, by table."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}  # relation -> [count, since, last]
+        self._lock = threading.Lock()
+
+    def saw(self, exc: Any) -> str:
+        """Count a LockNotAvailable; the table it waited on (from PostgreSQL's context)."""
+        context = getattr(getattr(exc, "diag", None), "context", None) or ""
+        found = _RELATION.search(context)
+        relation = found.group(1) if found else "a table"
+        now = time.time()
+        with self._lock:
+            entry = self._seen.get(relation)
+            if entry is None or now - entry[2] > SHOWN_FOR:
+                self._seen[relation] = [1, now, now]
+            else:
+                entry[0] += 1
+                entry[2] = now
+        return relation
+
+    def recent(self, now: float) -> dict[str, tuple[int, float, float]]:
+        with self._lock:
+            return {
+                relation: (int(count), since, last)
+                for relation, (count, since, last) in self._seen.items()
+                if now - last <= SHOWN_FOR
+            }
+
+
+def report(waits: LockWaits, holders: list[Holder], now: float) -> list[LockWait]:
+    """One LockWait per table that a wait ran out on lately or that a holder holds."""
+    recent = waits.recent(now)
+    relations = list(recent) + [h.relation for h in holders if h.relation not in recent]
+    found = []
+    for relation in dict.fromkeys(relations):
+        held = [h for h in holders if h.relation == relation]
+        count, since, last = recent.get(relation, (0, now - max(h.seconds for h in held), now))
+        found.append(LockWait(relation, count, since, last, held))
+    return found
