@@ -10,6 +10,7 @@ from .credentials import AcceptedPairs, LegacyRefs
 from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
+from .send_records import LateRecords
 from .store import Store, describe, open_store
 from .vonage import VonageClient
 
@@ -26,6 +27,8 @@ class Services:
     # Key and secret pairs Vonage accepted, remembered in front of the store.
     accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
+    # Send answers the store could not take yet (a database restarting), written later.
+    late_records: LateRecords = field(default_factory=LateRecords)
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
