@@ -222,8 +222,8 @@ def database_locks(ctx, rows, now):
     found = []
     for wait in lock_waits():
         held = "; ".join(
-            f"pid {h.pid} (application {h.application or '?'}, user {h.user or '?'}) is "
-            f"{h.state} in a transaction begun {_ago(h.seconds)} ago"
+            f"pid {h.pid} (application {h.application or '?'}, user {h.user or '?'}), "
+            f"{h.state}, its transaction open for {_ago(h.seconds)}"
             for h in wait.holders
         )
         ran_out = (

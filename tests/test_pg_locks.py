@@ -79,7 +79,7 @@ def test_a_row_held_by_another_session_answers_503_in_time_and_health_names_it(
         assert health.status_code == 200 and took < 1.0  # the instance itself is fine
         [warning] = [w for w in health.json["warnings"] if w["code"] == "database-lock"]
         assert f"for a row of {table}" in warning["message"]
-        assert "(application psql, user postgres) is idle in transaction" in warning["message"]
+        assert "(application psql, user postgres), idle in transaction" in warning["message"]
         pid = holder.info.backend_pid
         assert f"pg_terminate_backend({pid})" in warning["fix"]
         assert len(vonage.sends()) == 1  # nothing reached Vonage that was answered 503

@@ -23,8 +23,9 @@ STATEMENT_SHARE = 0.5
 SHOWN_FOR = 60.0  # seconds a wait that ran out stays named after the last one
 _RELATION = re.compile(r'relation "([^"]+)"')
 
-# Sessions of other clients that hold a lock on one of this schema's tables inside a
-# transaction that has been idle (or running) longer than the lock timeout: what blocks us.
+# Client sessions whose transaction, open longer than the lock timeout, has locked rows of
+# (or written to) one of this schema's tables: what blocks us. A mere read (AccessShareLock,
+# a pg_dump, say) blocks no row and is left out.
 # Without the privilege to see other users' sessions (pg_read_all_stats), their state reads
 # NULL and they are not listed; the waits this process saw are still named.
 HOLDERS = """
@@ -33,7 +34,8 @@ SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::tex
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.granted AND l.pid <> pg_backend_pid()
+WHERE l.granted AND l.pid <> pg_backend_pid() AND l.mode <> 'AccessShareLock'
+    AND a.backend_type = 'client backend'
     AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
     AND c.relkind = 'r'
     AND a.xact_start < now() - make_interval(secs => %s)

@@ -201,8 +201,12 @@ class PostgresStore(Store):
     def lock_waits(self) -> list[pg_locks.LockWait]:
         """Tables a statement of this worker lately gave up waiting on, and the sessions of
         other clients holding locks on the connector's tables in a long transaction."""
-        with self._connection(PING_WAIT_SECONDS) as conn:
-            rows = conn.execute(pg_locks.HOLDERS, (self.timeouts.lock,)).fetchall()
+        try:
+            with self._connection(PING_WAIT_SECONDS) as conn:
+                rows = conn.execute(pg_locks.HOLDERS, (self.timeouts.lock,)).fetchall()
+        except (StoreUnavailable, psycopg.Error) as exc:  # the waits seen are still told
+            log.warning("could not look for sessions holding locks: %s", type(exc).__name__)
+            rows = []
         holders = [pg_locks.Holder(*row) for row in rows]
         return pg_locks.report(self._lock_waits, holders, time.time())
 
