@@ -70,6 +70,18 @@ class LateRecords:
     def __len__(self) -> int:
         return len(self._kept)
 
+    def flush(self, store: Store) -> None:
+        """One last try for each kept answer (the app is closing); what is left is logged."""
+        with self._lock:
+            waiting = list(self._kept.values())
+        left = sum(not self._retry(store, record) for record in waiting)
+        if left:
+            log.error(
+                "%d send answers were never recorded: a retry of those sends gets a 504 "
+                "(they may have been sent) instead of their trackingId",
+                left,
+            )
+
     def _keep(self, store: Store, record: Record, exc: StoreUnavailable) -> None:
         log.warning(
             "the answer to a send (%s%s) could not be recorded yet: %s; kept, and retried "

@@ -22,8 +22,9 @@ MAX_TEXT = 3200
 MAX_CLIENT_REF = 100
 POLL_SECONDS = 0.02
 STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its worker
-# Less time than this left for Vonage: the send is not tried (503, nothing sent), as a request
-# cut by the deadline before its answer may have sent an SMS the connector cannot name.
+# Less time than this left for Vonage: the send is not tried (503, nothing sent). A call the
+# deadline cuts after its request left may have sent an SMS whose message_uuid the connector
+# never learns (a 504 for good), so a call with next to no time is not worth making.
 MIN_VONAGE_SECONDS = 0.25
 
 

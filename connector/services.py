@@ -53,6 +53,7 @@ class Services:
     def close(self):
         """Give the database's connections back, if it was opened at all."""
         if self._store is not None:
+            self.late_records.flush(self._store)
             self._store.close()
 
 
