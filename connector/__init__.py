@@ -42,6 +42,7 @@ def start(app):
     DATABASE_URL or a schema from a newer connector stops the start loudly, and log every
     setting that keeps the connector from working. gunicorn.conf.py calls it in each worker."""
     ctx = app.extensions["connector"]
+    ctx.serving = True  # requests' statements fit in their deadline (store/pg_locks.py)
     ctx.store  # noqa: B018 - opening it is the point
     settings = ctx.settings
     log = logging.getLogger("connector")

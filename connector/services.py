@@ -29,6 +29,8 @@ class Services:
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
     # Send answers the store could not take yet (a database restarting), written later.
     late_records: LateRecords = field(default_factory=LateRecords)
+    # Set by `connector.start` (a server): the store's statements then fit in a request.
+    serving: bool = False
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -40,7 +42,7 @@ class Services:
         if self._store is None:
             with self._opening:
                 if self._store is None:
-                    store = open_store(self.settings)
+                    store = open_store(self.settings, serving=self.serving)
                     for hook in self.store_hooks:
                         hook(store)
                     self._store = store

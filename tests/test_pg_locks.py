@@ -90,11 +90,22 @@ def test_a_row_held_by_another_session_answers_503_in_time_and_health_names_it(
     assert answer.status_code == 200
 
 
-def test_the_connectors_statements_carry_timeouts_within_vonage_timeout(app):
-    store = app.extensions["connector"].store
+def _limits(store):
     with store._connection() as conn:
-        lock, statement = (
+        return tuple(
             conn.execute(f"SHOW {name}").fetchone()[0]
             for name in ("lock_timeout", "statement_timeout")
         )
-    assert (lock, statement) == ("500ms", "1s")  # a quarter and a half of VONAGE_TIMEOUT
+
+
+def test_a_servers_statements_carry_timeouts_within_vonage_timeout(app):
+    # A quarter and a half of VONAGE_TIMEOUT.
+    assert _limits(app.extensions["connector"].store) == ("500ms", "1s")
+
+
+def test_an_operators_command_waits_longer_for_a_lock_and_its_queries_run_unlimited(app):
+    command = create_app({"database_url": app.url, "vonage_timeout": VONAGE_TIMEOUT})
+    try:  # not started: as `flask --app app report` runs
+        assert _limits(command.extensions["connector"].store) == ("10s", "0")
+    finally:
+        command.extensions["connector"].close()

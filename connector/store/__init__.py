@@ -41,10 +41,11 @@ def describe(settings: "Settings") -> str:
         return "postgresql:?"
 
 
-def open_store(settings: "Settings") -> Store:
+def open_store(settings: "Settings", serving: bool = False) -> Store:
     """The backend the settings name, migrated to this connector's schema (safe to run again):
     PostgreSQL when DATABASE_URL is set, else the SQLite file at DATABASE_PATH. Raises
-    SchemaTooNew, changing nothing, on a database a newer connector has migrated."""
+    SchemaTooNew, changing nothing, on a database a newer connector has migrated. `serving`:
+    for a server's requests, whose statements must fit in VONAGE_TIMEOUT (pg_locks.py)."""
     if settings.database_url:
         scheme = urlsplit(settings.database_url).scheme
         if scheme not in POSTGRES_SCHEMES:
@@ -56,7 +57,7 @@ def open_store(settings: "Settings") -> Store:
         store: Store = PostgresStore(
             settings.database_url,
             pool_size=settings.database_pool_size,
-            budget=settings.vonage_timeout,  # a send's statements fit in its deadline
+            budget=settings.vonage_timeout if serving else None,
         )
     else:
         store = SqliteStore(settings.database_path)

@@ -1,4 +1,4 @@
-"""PostgreSQL lock and statement timeouts: no statement of the connector waits past its
+"""PostgreSQL lock and statement timeouts: no statement of a serving connector waits past its
 request's deadline, and a wait that ran out is named (by `/health` and `flask doctor`).
 
 A session that holds a row the connector needs (a `psql` left in a transaction, a client that
@@ -6,7 +6,9 @@ vanished mid-transaction) used to hang every send on the `send_schedule` row unt
 filled. Every pooled connection now carries `lock_timeout` and `statement_timeout`, set once as
 it connects (no round trip per statement), as shares of VONAGE_TIMEOUT: a statement waits at
 most a quarter of it for a lock and runs at most half of it, so a send still answers 503 within
-VONAGE_TIMEOUT, before anything reaches Vonage. Migrations use their own connection, untimed.
+VONAGE_TIMEOUT, before anything reaches Vonage. An operator's command (`flask report` over a
+month of sends, say) is no request: it waits longer for a lock and its queries run as long as
+they take. Migrations use their own connection, untimed.
 """
 
 import math
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple
 from .base import StoreUnavailable
 
 DEFAULT_BUDGET = 4.0  # VONAGE_TIMEOUT's default: the time a request's statements fit in
+COMMAND_LOCK_WAIT = 10.0  # an operator's command waits this long for a lock, then says so
 LOCK_SHARE = 0.25
 STATEMENT_SHARE = 0.5
 SHOWN_FOR = 60.0  # seconds a wait that ran out stays named after the last one
@@ -47,19 +50,23 @@ LIMIT 5
 
 class Timeouts(NamedTuple):
     lock: float  # seconds a statement waits for a lock
-    statement: float  # seconds a statement may run, lock waits included
+    statement: float | None  # seconds a statement may run, lock waits included (None: no limit)
 
 
-def timeouts(budget: float) -> Timeouts:
-    """The timeouts for requests whose statements must fit in `budget` s (VONAGE_TIMEOUT)."""
+def timeouts(budget: float | None) -> Timeouts:
+    """The timeouts for requests whose statements must fit in `budget` s (VONAGE_TIMEOUT);
+    with None, an operator's command's."""
+    if budget is None:
+        return Timeouts(COMMAND_LOCK_WAIT, None)
     if not math.isfinite(budget) or budget <= 0:
         budget = DEFAULT_BUDGET
     return Timeouts(budget * LOCK_SHARE, budget * STATEMENT_SHARE)
 
 
 def settings_sql(limits: Timeouts) -> str:
-    """The SETs a new connection runs, in one round trip (never 0: that means no limit)."""
-    lock, statement = (max(1, round(s * 1000)) for s in limits)
+    """The SETs a new connection runs, in one round trip (a limit is never 0: that is none)."""
+    lock = max(1, round(limits.lock * 1000))
+    statement = 0 if limits.statement is None else max(1, round(limits.statement * 1000))
     return (
         "SET synchronous_commit = on; "
         f"SET lock_timeout = {lock}; SET statement_timeout = {statement}"
@@ -95,9 +102,9 @@ class DatabaseLocked(StoreUnavailable):
 
 
 class StatementTooSlow(StoreUnavailable):
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float | None) -> None:
         super().__init__(
-            f"the database is unavailable: a query ran over {seconds:g} s "
+            f"the database is unavailable: a query ran over {seconds or 0:g} s "
             "(the database is overloaded, or a query was cancelled); retry later",
             retry_after=1,
         )

@@ -88,9 +88,10 @@ def _check_if_idle(conn: psycopg.Connection) -> None:
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
-    def __init__(self, url: str, pool_size: int, budget: float = pg_locks.DEFAULT_BUDGET) -> None:
+    def __init__(self, url: str, pool_size: int, budget: float | None = None) -> None:
         """`budget`: the seconds a request's statements must fit in (VONAGE_TIMEOUT); their
-        lock and statement timeouts are shares of it (pg_locks.py)."""
+        lock and statement timeouts are shares of it (pg_locks.py). None: an operator's
+        command, which may take its time."""
         self.url = url
         self.pool_size = max(pool_size, 1)
         self.timeouts = pg_locks.timeouts(budget)
@@ -159,7 +160,7 @@ class PostgresStore(Store):
             log.warning("database row lock wait ran out: %s is held by another session", relation)
             raise pg_locks.DatabaseLocked(relation, self.timeouts.lock) from None
         except psycopg.errors.QueryCanceled:
-            log.warning("database statement ran over %g s", self.timeouts.statement)
+            log.warning("database statement ran over %s s", self.timeouts.statement)
             raise pg_locks.StatementTooSlow(self.timeouts.statement) from None
         except psycopg.OperationalError as exc:
             # The server went away under this request.
