@@ -39,7 +39,7 @@ def make_sends(store, n, now):
         body = {"message_uuid": message, "timestamp": "2026-11-23T10:00:09Z"}
         for status, final in (("sent", False), ("delivered", True)):
             payload = delivery_event(body, status)
-            _, event_id, _ = store.record_status(message, status, final, payload, now + 1)
+            event_id = store.record_status(message, status, final, payload, now + 1).event_id
             store.lease_event(event_id, now + 1, 30.0)
             store.event_sent(event_id, now + 1.1)
 
@@ -80,8 +80,10 @@ def steady(store, size, after_prune, ticks, per_tick=100, live_ticks=20):
     samples = []
     for tick in range(ticks):
         make_sends(store, per_tick, 1e9 + tick)
-        while max(store.prune_batch(1e9 + tick - live_ticks + 0.5, 1e9 + tick, 200)) == 200:
-            pass
+        while True:
+            done = store.prune_batch(1e9 + tick - live_ticks + 0.5, 1e9 + tick, 200)
+            if max(done.sends, done.events) < 200:
+                break
         after_prune()
         if tick % 10 == 9:
             live = store.query("SELECT COUNT(*) FROM sends")[0][0]

@@ -53,6 +53,7 @@ def start(app):
     ctx = app.extensions["connector"]
     if ctx.settings.rejected:
         raise SettingError(ctx.settings.rejected)
+    ctx.serving = True  # requests' statements fit in their deadline (store/pg_locks.py)
     ctx.store  # noqa: B018 - opening it is the point
     settings = ctx.settings
     log = logging.getLogger("connector")

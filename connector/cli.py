@@ -64,7 +64,7 @@ def push_command():
         outcome = outbox.forward(ctx, event.id)
         _report_push(store, event, outcome)
         counts[outcome] = counts.get(outcome, 0) + 1
-        failed_in_a_row = failed_in_a_row + 1 if outcome == outbox.FAILED else 0
+        failed_in_a_row = failed_in_a_row + 1 if outcome in (outbox.FAILED, outbox.SHED) else 0
         if failed_in_a_row >= outbox.SWEEP_GIVE_UP:
             click.echo(
                 f"stopped after {failed_in_a_row} failures in a row: MoEngage is not accepting "
@@ -107,7 +107,7 @@ def _report_push(store, event, outcome):
         click.echo(f"{head}: no longer pending, the connector forwarded it meanwhile")
     elif outcome == outbox.BUSY:
         lease = store.event_lease(event.id)
-        until = f" until {when(lease[1])}" if lease and lease[1] else ""
+        until = f" until {when(lease.lease_until)}" if lease and lease.lease_until else ""
         click.echo(
             f"{head}: NOT sent, a connector worker holds it{until} (forwarding "
             "it, or it died doing so); run push again after that if it is still pending "
@@ -145,9 +145,9 @@ def optouts_command():
     ctx = services()
     rows = existing_store().opted_out()
     waiting = ctx.store.pending_syncs()
-    for number, event_ts, synced in rows:
-        state = sync_state(ctx.settings, number in waiting, synced)
-        click.echo(f"{phone.mask(number)} since {when(event_ts)}, {state}")
+    for row in rows:
+        state = sync_state(ctx.settings, row.number in waiting, row.synced)
+        click.echo(f"{phone.mask(row.number)} since {when(row.event_ts)}, {state}")
     click.echo(f"{len(rows)} opted out")
 
 
@@ -177,25 +177,23 @@ def optin_command(number, force):
         ) from None
     masked = phone.mask(number)
     stored = ctx.store.subscription(number)
-    if stored is None or stored[0] != OPTOUT:
+    if stored is None or stored.state != OPTOUT:
         click.echo(f"{masked} is not opted out")
         return
     now = time.time()
     stamp = now
-    if stored[1] > now:  # a later Vonage timestamp wins: only --force outranks it
+    if stored.event_ts > now:  # a later Vonage timestamp wins: only --force outranks it
         if not force:
             click.echo(
                 f"{masked} stays opted out: its STOP carries Vonage's timestamp "
-                f"{when(stored[1])}, later than this machine's clock ({when(now)}), and the "
+                f"{when(stored.event_ts)}, later than this machine's clock ({when(now)}), and the "
                 "later one wins. Check the clock, or run `optin --force` with the number to "
                 "opt it in anyway"
             )
             raise SystemExit(1)
-        stamp = stored[1]  # an equal timestamp: the later arrival, this one, wins
-    applied, event_ids = ctx.store.set_subscription(
-        number, OPTIN, stamp, now, ctx.settings.data_api_enabled
-    )
-    if not applied:
+        stamp = stored.event_ts  # an equal timestamp: the later arrival, this one, wins
+    change = ctx.store.set_subscription(number, OPTIN, stamp, now, ctx.settings.data_api_enabled)
+    if not change.applied:
         click.echo(f"{masked} stays opted out: a newer opt-out arrived meanwhile")
         raise SystemExit(1)
     trail.note("subscription", None, None, number, state=OPTIN, by="hand")  # written as it ends
@@ -203,10 +201,10 @@ def optin_command(number, force):
     if not ctx.settings.data_api_enabled:
         click.echo("MoEngage Data API not configured: nothing synced")
         return
-    if not event_ids:
+    if not change.event_ids:
         click.echo("no customer_id known for this number: synced when a send names one")
         return
-    outcomes = set(outbox.push(ctx, event_ids).values())
+    outcomes = set(outbox.push(ctx, change.event_ids).values())
     if outcomes <= {outbox.SENT, outbox.DONE}:
         click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
     elif outbox.SUPERSEDED in outcomes:  # a STOP came in meanwhile: MoEngage gets that
@@ -238,8 +236,8 @@ def copy_sqlite(path):
     except STORE_FAILURES as exc:  # the target: PostgreSQL down, say
         raise click.ClickException(failure_line(ctx.settings, exc)) from None
     click.echo(f"Copied {path} into {ctx.store.describe()}:")
-    for what, copied, found in counts:
-        click.echo(f"  {what}: {copied} of {found} copied")
+    for table in counts:
+        click.echo(f"  {table.what}: {table.copied} of {table.found} copied")
     click.echo("Rows the database already had, or had newer, were kept as they were.")
 
 

@@ -109,10 +109,10 @@ def legacy_replay(services, api_key, api_secret, pair, client_ref, now):
     if not services.legacy_refs(services.store):
         return None
     outcome = services.store.send_outcome(legacy_ref_key(api_key, client_ref))
-    if outcome is None or outcome[1] != "done":
+    if outcome is None or outcome.state != "done":
         return None
     confirm(services, api_key, api_secret, pair, now, services.settings.vonage_timeout - 0.5)
-    return outcome[2], outcome[3]
+    return outcome.status, outcome.answer
 
 
 class LegacyRefs:

@@ -291,6 +291,42 @@ def wrong_host(ctx, rows, now):
     ]
 
 
+def database_locks(ctx, rows, now):
+    """PostgreSQL: a row the connector needs held by another session (a psql left in a
+    transaction), which makes the requests that need it answer 503 after the lock timeout."""
+    lock_waits = getattr(ctx.store, "lock_waits", None)
+    if lock_waits is None:
+        return []
+    found = []
+    for wait in lock_waits():
+        held = "; ".join(
+            f"pid {h.pid} (application {h.application or '?'}, user {h.user or '?'}), "
+            f"{h.state}, its transaction open for {_ago(h.seconds)}"
+            for h in wait.holders
+        )
+        ran_out = (
+            f"{wait.ran_out} statements of this worker gave up waiting "
+            f"{ctx.store.timeouts.lock:g} s for a row of {wait.relation}, the last "
+            f"{_ago(now - wait.last)} ago; requests that need it answer 503."
+            if wait.ran_out
+            else f"Another session holds a lock on {wait.relation}."
+        )
+        pids = ", ".join(str(h.pid) for h in wait.holders) or "<pid>"
+        found.append(
+            _warning(
+                "database-lock",
+                f"{ran_out} {'Held by: ' + held + '.' if held else ''}".strip(),
+                "End the holding session's transaction (COMMIT or ROLLBACK where it was "
+                f"opened), or end the session: SELECT pg_terminate_backend({pids}); find it "
+                "with SELECT pid, application_name, state, xact_start FROM pg_stat_activity "
+                "WHERE state LIKE 'idle in transaction%'. Setting "
+                "idle_in_transaction_session_timeout on the database ends forgotten ones.",
+                {"since": wait.since, "count": wait.ran_out},
+            )
+        )
+    return found
+
+
 RULES = [
     send_authorization,
     vonage_credentials,
@@ -305,6 +341,7 @@ RULES = [
     clock.webhook_clock,
     clock.database_clock,
     probing,
+    database_locks,
 ]
 
 

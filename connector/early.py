@@ -109,7 +109,7 @@ def refusal(ctx, fields, body, started):
     try:
         if req.client_ref and ctx.legacy_refs(ctx.store):
             return None  # it may be a send remembered under the old key: the route replays it
-        if key and ctx.store.send_outcome(key):
+        if key and ctx.store.send_outcome(key) is not None:
             return None  # remembered or in flight: the route replays or joins it
     except Exception:  # noqa: BLE001 - the store's trouble is the route's to answer (503)
         return None

@@ -73,8 +73,10 @@ def _holder_finished(store, clock, event_id, deadline):
     while time.monotonic() < deadline:
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         pause = min(pause * 2, 0.25)
-        row = store.event_lease(event_id)
-        if row is None or row[0] != "pending" or row[1] is None or row[1] <= clock.now():
+        lease = store.event_lease(event_id)
+        if lease is None or lease.state != "pending":
+            return True
+        if lease.lease_until is None or lease.lease_until <= clock.now():
             return True
     return False
 

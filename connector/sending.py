@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from . import credentials, observe, phone
 from .errors import Failure
+from .send_records import Record
+from .store import StoreUnavailable
 from .vonage import build_message
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,10 @@ MAX_TEXT = 3200
 MAX_CLIENT_REF = 100
 POLL_SECONDS = 0.02
 STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its worker
+# Less time than this left for Vonage: the send is not tried (503, nothing sent). A call the
+# deadline cuts after its request left may have sent an SMS whose message_uuid the connector
+# never learns (a 504 for good), so a call with next to no time is not worth making.
+MIN_VONAGE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def send(services, req, api_key, api_secret):
         legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
         if legacy:
             return _answer(*legacy)
-    if services.limiter.interval and not (key and store.send_outcome(key)):
+    if services.limiter.interval and not (key and store.send_outcome(key) is not None):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
@@ -138,6 +144,11 @@ def send(services, req, api_key, api_secret):
             log_failure(req, failure)
             observe.sent(services, req, failure.status, failure.answer(), started, api_key=api_key)
             return _answer(failure.status, failure.answer(), failure.retry_after)
+    kept = key and services.late_records.answer(key)
+    if kept and kept.remember and (window is None or now - kept.finished_at < window):
+        log.info("send to=%s answered from an earlier one not recorded yet", phone.mask(req.to))
+        observe.sent(services, req, kept.status, kept.answer, started, replay=True)
+        return _answer(kept.status, kept.answer)
     if key:
         claim = store.claim_send(
             key,
@@ -159,7 +170,7 @@ def send(services, req, api_key, api_secret):
             )
             return _answer(claim.status, claim.answer)
         if claim.kind == "wait":
-            return _join(store, key, started + settings.vonage_timeout + 0.25, req)
+            return _join(services, key, started + settings.vonage_timeout + 0.25, req)
     accepted = False  # did Vonage accept this caller's key and secret?
     try:
         message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
@@ -186,9 +197,11 @@ def send(services, req, api_key, api_secret):
         raise
     observe.sent(services, req, status, answer, started, api_key=api_key)
     if key:
-        store.finish_send(
-            key, claim.token, status, answer, services.clock.now(), remember, message_uuid
-        )
+        # Retried for the time left, then kept for the background: never a 503 once Vonage
+        # has answered (MoEngage's retry would send again, or wait on a claim never ended).
+        done = services.clock.now()
+        record = Record(key, claim.token, status, answer, done, remember, message_uuid, done)
+        services.late_records.record(store, record, started + settings.vonage_timeout)
     events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
 
@@ -205,9 +218,18 @@ def _accepted(services, req, pair):
     services.accepted_pairs.accepted(pair, now)
     if not req.customer_id:
         return []
-    return services.store.remember_contact(
-        req.to, req.customer_id, now, services.settings.data_api_enabled
-    )
+    try:
+        return services.store.remember_contact(
+            req.to, req.customer_id, now, services.settings.data_api_enabled
+        )
+    except StoreUnavailable as exc:  # the SMS is out: its answer stands, the link waits
+        log.warning(
+            "send to=%s: customer_id not linked to the number (the next send naming it "
+            "links it): %s",
+            phone.mask(req.to),
+            exc.reason,
+        )
+        return []
 
 
 def max_wait_for_slot(settings, started):
@@ -248,6 +270,14 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     )
     services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
     remaining = settings.vonage_timeout - (time.monotonic() - started)
+    if remaining < MIN_VONAGE_SECONDS:
+        raise Failure(
+            503,
+            f"VONAGE_TIMEOUT={settings.vonage_timeout:g} s ran out before the send could go to "
+            f"Vonage (the connector's own steps took {time.monotonic() - started:.2f} s): "
+            "not sent; retry later",
+            retry_after=1,
+        )
     message_uuid = observe.vonage_call(
         lambda on_answer: services.vonage.send(api_key, api_secret, message, remaining, on_answer)
     )
@@ -263,13 +293,17 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     return message_uuid
 
 
-def _join(store, key, deadline, req):
-    """An identical send is with Vonage now: answer with its outcome instead of sending again."""
+def _join(services, key, deadline, req):
+    """An identical send is with Vonage now: answer with its outcome instead of sending again
+    (from this process's memory if it could not be recorded yet)."""
     log.info("send to=%s waits for an identical send in flight", phone.mask(req.to))
     while time.monotonic() < deadline:
-        outcome = store.send_outcome(key)
-        if outcome and outcome[1] != "pending":
-            return _answer(outcome[2], outcome[3])
+        kept = services.late_records.answer(key)
+        if kept is not None:
+            return _answer(kept.status, kept.answer)
+        outcome = services.store.send_outcome(key)
+        if outcome and outcome.state != "pending":
+            return _answer(outcome.status, outcome.answer)
         time.sleep(POLL_SECONDS)
     return _answer(
         504,
@@ -280,5 +314,5 @@ def _join(store, key, deadline, req):
 
 
 def _answer(status, answer, retry_after=None, events=()):
-    headers = {"Retry-After": str(retry_after or 1)} if status == 429 else {}
+    headers = {"Retry-After": str(retry_after or 1)} if status in (429, 503) else {}
     return Result(status, answer, headers, list(events))

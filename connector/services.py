@@ -11,6 +11,7 @@ from .moengage import MoEngageClient
 from .outbox import Sweeper
 from .ratelimit import RateLimiter
 from .retention import Pruner
+from .send_records import LateRecords
 from .setting import SettingError
 from .store import Store, describe, open_store
 from .vonage import VonageClient
@@ -30,6 +31,10 @@ class Services:
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
     # The clock leases and send windows are decided on (the database's, with PostgreSQL).
     clock: Clock = field(default_factory=Clock)
+    # Send answers the store could not take yet (a database restarting), written later.
+    late_records: LateRecords = field(default_factory=LateRecords)
+    # Set by `connector.start` (a server): the store's statements then fit in a request.
+    serving: bool = False
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -43,7 +48,7 @@ class Services:
                 raise SettingError(self.settings.rejected)
             with self._opening:
                 if self._store is None:
-                    self._store = open_store(self.settings)
+                    self._store = open_store(self.settings, serving=self.serving)
         return self._store
 
     @property
@@ -53,6 +58,7 @@ class Services:
     def close(self):
         """Give the database's connections back, if it was opened at all."""
         if self._store is not None:
+            self.late_records.flush(self._store)
             self._store.close()
 
 

@@ -113,7 +113,7 @@ class VonageClient:
         server_retries = 1
         for tries_left in range(MAX_TRIES - 1, -1, -1):
             if deadline.remaining() <= 0.05:
-                raise VonageError(502, f"Vonage could not be reached within {timeout:g} s")
+                raise VonageError(502, f"Vonage could not be reached within {max(timeout, 0):g} s")
             try:
                 response = self._post(api_key, api_secret, message, deadline, timeout)
             except _NeverSent:

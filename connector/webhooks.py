@@ -72,7 +72,7 @@ def status():
         log.info("status %s of %s is not forwarded", vonage_status, uuid)
         observe.status(ctx, body, "ignored")
         return _ack("ignored")
-    outcome, event_id, lease = ctx.store.record_status(
+    recorded = ctx.store.record_status(
         uuid,
         mapped,
         mapped in translate.FINAL,
@@ -80,13 +80,13 @@ def status():
         ctx.clock.now(),  # the database's: a lease holds as long for every instance
         lease=outbox.lease_seconds(ctx.settings),  # a new one is ours to forward at once
     )
-    observe.status(ctx, body, outcome)
-    if outcome in ("duplicate", "superseded"):
-        log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
-        return _ack(outcome)
-    if lease is not None:
-        return _answer_for([outbox.post(ctx, lease)])
-    return _forward(ctx, [event_id])
+    observe.status(ctx, body, recorded.outcome)
+    if recorded.outcome in ("duplicate", "superseded"):
+        log.info("status %s of %s not forwarded again (%s)", mapped, uuid, recorded.outcome)
+        return _ack(recorded.outcome)
+    if recorded.lease is not None:
+        return _answer_for([outbox.post(ctx, recorded.lease)])
+    return _forward(ctx, [recorded.event_id])
 
 
 @bp.post("/inbound")
@@ -102,7 +102,7 @@ def inbound():
     )
     number = _number(body["from"])
     event_ts = translate.parse_timestamp(body.get("timestamp")) or time.time()
-    first, event_ids = ctx.store.record_inbound(
+    recorded = ctx.store.record_inbound(
         body["message_uuid"],
         number,
         subscription,
@@ -111,17 +111,17 @@ def inbound():
         time.time(),
         settings.data_api_enabled,
     )
-    observe.inbound(ctx, body, number, word, subscription, event_ts, first)
+    observe.inbound(ctx, body, number, word, subscription, event_ts, recorded.first)
     log.info(
         "inbound verified message_uuid=%s from=%s subscription=%s%s",
         body["message_uuid"],
         phone.mask(number),
         subscription,
-        "" if first else " (redelivery)",
+        "" if recorded.first else " (redelivery)",
     )
-    if not event_ids:
+    if not recorded.event_ids:
         return _ack("duplicate")
-    return _forward(ctx, event_ids)
+    return _forward(ctx, recorded.event_ids)
 
 
 def _number(value):

@@ -127,11 +127,12 @@ def test_a_full_disk_is_503_with_the_reason_and_shown_in_health(app, moengage):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 256 KiB tmpfs (needs root: mount); skipped where it cannot be mounted."""
+    """A 512 KiB tmpfs (needs root: mount): room for the schema, little more; skipped where
+    it cannot be mounted."""
     mountpoint = tmp_path / "tiny"
     mountpoint.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)],
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mountpoint)],
         capture_output=True,
         check=False,
     )

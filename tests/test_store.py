@@ -62,7 +62,7 @@ def test_after_the_window_the_key_is_taken_again(store):
     store.finish_send(KEY, first.token, 200, OK, 101.0, remember=True)
     again = claim(store, 161.0)
     assert again.kind == "new" and again.token != first.token
-    assert store.send_outcome(KEY)[1] == "pending"
+    assert store.send_outcome(KEY).state == "pending"
 
 
 def test_no_window_replays_forever(store):
@@ -75,7 +75,8 @@ def test_no_window_replays_forever(store):
 def test_failure_not_remembered_lets_the_next_claim_send(store):
     first = claim(store, 100.0)
     store.finish_send(KEY, first.token, 402, {"status": "failed"}, 101.0, remember=False)
-    assert store.send_outcome(KEY)[1:3] == ("failed", 402)  # shown to sends already waiting
+    outcome = store.send_outcome(KEY)
+    assert (outcome.state, outcome.status) == ("failed", 402)  # shown to sends already waiting
     assert claim(store, 102.0).kind == "new"
 
 
@@ -84,7 +85,8 @@ def test_send_pending_past_stale_after_counts_as_a_remembered_504(store):
     late = claim(store, 109.5, stale_after=9.0)
     assert (late.kind, late.status) == ("replay", 504)
     assert "may have been sent" in late.answer["error"]
-    assert store.send_outcome(KEY)[1:3] == ("done", 504)
+    outcome = store.send_outcome(KEY)
+    assert (outcome.state, outcome.status) == ("done", 504)
 
 
 def test_finish_with_a_stale_token_changes_nothing(store):
@@ -123,7 +125,7 @@ def test_older_subscription_change_is_ignored(store):
 
 def test_equal_timestamp_lets_the_later_change_win(store):
     store.set_subscription(NUMBER, OPTOUT, 200.0, 1.0, sync=False)
-    assert store.set_subscription(NUMBER, OPTIN, 200.0, 2.0, sync=False)[0]
+    assert store.set_subscription(NUMBER, OPTIN, 200.0, 2.0, sync=False).applied
     assert not store.is_opted_out(NUMBER)
 
 
@@ -132,7 +134,11 @@ def test_opted_out_lists_newest_first(store):
     store.set_subscription("447700900002", OPTOUT, 300.0, 1.0, sync=False)
     store.set_subscription("447700900003", OPTIN, 400.0, 1.0, sync=False)
     store.set_subscription("447700900004", OPTOUT, 200.0, 1.0, sync=False)
-    assert [n for n, _, _ in store.opted_out()] == ["447700900002", "447700900004", "447700900001"]
+    assert [row.number for row in store.opted_out()] == [
+        "447700900002",
+        "447700900004",
+        "447700900001",
+    ]
 
 
 def test_contact_is_remembered_and_replaced(store):
@@ -167,7 +173,8 @@ def test_without_sync_nothing_is_queued(store):
 
 # -- the outbox --------------------------------------------------------------------------------
 def status(store, uuid, name, final=False, now=1.0):
-    return store.record_status(uuid, name, final, {"status": name, "id": uuid}, now)[:2]
+    recorded = store.record_status(uuid, name, final, {"status": name, "id": uuid}, now)
+    return recorded.outcome, recorded.event_id
 
 
 def test_status_is_stored_once_per_message_and_status(store):
@@ -298,8 +305,8 @@ def test_pending_syncs_name_the_numbers_moengage_has_not_accepted(store):
 def test_pending_events_are_oldest_first_and_limited(store):
     ids = [status(store, f"m-{i}", "delivered", final=True)[1] for i in range(5)]
     store.event_sent(ids[1], 2.0)
-    assert [row[0] for row in store.pending_events()] == [ids[0], ids[2], ids[3], ids[4]]
-    assert [row[0] for row in store.pending_events(limit=2)] == [ids[0], ids[2]]
+    assert [row.id for row in store.pending_events()] == [ids[0], ids[2], ids[3], ids[4]]
+    assert [row.id for row in store.pending_events(limit=2)] == [ids[0], ids[2]]
 
 
 def inbound(store, uuid, subscription, event_ts, sync=False):

@@ -41,7 +41,7 @@ def test_everything_is_copied(old, store):
     assert store.customer_for("447700900001") == "user-1"
     replay = store.claim_send("ref:1", 1e9, None, 9.0, "447700900001")
     assert (replay.kind, replay.status, replay.answer) == ("replay", 200, OK)
-    assert store.record_status("uuid-1", "delivered", True, {}, 20.0)[0] == "duplicate"
+    assert store.record_status("uuid-1", "delivered", True, {}, 20.0).outcome == "duplicate"
     [(event_id, target, attempts, _, created_at)] = store.pending_events()
     assert (target, attempts, created_at) == ("tracking", 1, 14.0)
     assert store.lease_event(event_id, 16.0, 30.0).outcome == "leased"  # the old lease stayed

@@ -1,12 +1,16 @@
 """Durable state: sends, forwarded events, opt-outs. One interface, chosen backend at start."""
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .base import OPTIN, OPTOUT, Claim, Event, Store, StoreUnavailable
 from .migrations import LATEST, STEPS, SchemaTooNew
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = [
     "OPTIN",
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 POSTGRES_SCHEMES = ("postgres", "postgresql")  # Heroku still hands out postgres://
 
 
-def describe(settings):
+def describe(settings: "Settings") -> str:
     """The database the settings name, as its store's `describe()` says it (never a user or
     password), without opening it."""
     if not settings.database_url:
@@ -37,10 +41,11 @@ def describe(settings):
         return "postgresql:?"
 
 
-def open_store(settings):
+def open_store(settings: "Settings", serving: bool = False) -> Store:
     """The backend the settings name, migrated to this connector's schema (safe to run again):
     PostgreSQL when DATABASE_URL is set, else the SQLite file at DATABASE_PATH. Raises
-    SchemaTooNew, changing nothing, on a database a newer connector has migrated."""
+    SchemaTooNew, changing nothing, on a database a newer connector has migrated. `serving`:
+    for a server's requests, whose statements must fit in VONAGE_TIMEOUT (pg_locks.py)."""
     if settings.database_url:
         scheme = urlsplit(settings.database_url).scheme
         if scheme not in POSTGRES_SCHEMES:
@@ -49,7 +54,11 @@ def open_store(settings):
                 f"DATABASE_URL must start with postgres:// or postgresql://, "
                 f"not {scheme or '(no scheme)'}://"
             )
-        store = PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
+        store: Store = PostgresStore(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            budget=settings.vonage_timeout if serving else None,
+        )
     else:
         store = SqliteStore(settings.database_path)
     for step in store.init_schema():

@@ -7,19 +7,107 @@ workers never both claim the same send or forward the same event.
 
 import json
 import uuid
-from collections import namedtuple
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import Failure
 from . import journal
 from .retention import Retention
 
-Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
-Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
-Pending = namedtuple(
-    "Pending", "id dedupe_key message_uuid target payload attempts last_error created_at"
-)
-Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
+
+class Claim(NamedTuple):
+    kind: str  # new | replay | wait
+    token: str
+    status: int | None
+    answer: Any
+
+
+class Event(NamedTuple):
+    id: int
+    dedupe_key: str
+    message_uuid: str | None
+    target: str  # tracking | data_api
+    payload: dict[str, Any]
+    is_final: bool
+    attempts: int
+
+
+class Lease(NamedTuple):
+    outcome: str  # leased | sent | superseded | gone | busy
+    event: Event | None
+    until: float | None
+
+
+class SendOutcome(NamedTuple):
+    """What `send_outcome` knows of a send: `state` pending | done | failed."""
+
+    token: str
+    state: str
+    status: int | None
+    answer: Any
+
+
+class StatusRecorded(NamedTuple):
+    """`record_status`'s result: `outcome` new | pending | duplicate | superseded."""
+
+    outcome: str
+    event_id: int | None
+    lease: Lease | None
+
+
+class InboundRecorded(NamedTuple):
+    first: bool  # the first time this reply was seen
+    event_ids: list[int]  # its events still pending
+
+
+class SubscriptionSet(NamedTuple):
+    applied: bool
+    event_ids: list[int]  # syncs queued for MoEngage's Data API
+
+
+class Subscription(NamedTuple):
+    state: str  # OPTOUT | OPTIN
+    event_ts: float  # Vonage's timestamp of the reply that set it
+
+
+class OptedOut(NamedTuple):
+    number: str
+    event_ts: float
+    synced: int
+
+
+class PendingEvent(NamedTuple):
+    id: int
+    target: str
+    attempts: int
+    last_error: str | None
+    created_at: float
+
+
+class Pending(NamedTuple):
+    """An event still waiting for MoEngage, as `pending` and `push` describe it."""
+
+    id: int
+    dedupe_key: str
+    message_uuid: str | None
+    target: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    created_at: float
+
+
+class EventLease(NamedTuple):
+    state: str
+    lease_until: float | None
+
+
+class Tx(Protocol):
+    """What a transaction yields, whatever the backend."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
 
 OPTOUT = "OPTOUT"
 OPTIN = "OPTIN"
@@ -34,53 +122,81 @@ class StoreUnavailable(Failure):
     PostgreSQL connection): the request is answered 503 with this reason (Vonage and MoEngage
     retry), /health names it."""
 
-    def __init__(self, reason, retry_after=None):
+    def __init__(self, reason: str, retry_after: int | None = None) -> None:
         super().__init__(503, reason, retry_after=retry_after)
 
 
-def _dumps(value):
+def _dumps(value: Any) -> str:
     """Stored JSON without the spaces json.dumps adds by default: bytes kept per send."""
     return json.dumps(value, separators=(",", ":"))
 
 
-def _event(row):
+def _event(row: Sequence[Any]) -> Event:
     payload = json.loads(row[4])
     if row[1].startswith("status:") and "trackingId" not in payload:
         payload = {"trackingId": row[2], **payload}  # stored without it: it is message_uuid
     return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
+def _pending_or_duplicate(state: str) -> str:
+    return "pending" if state == "pending" else "duplicate"
+
+
 class Store(Retention):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
-    def _transaction(self):
+    def _transaction(self) -> AbstractContextManager[Any]:
         """Context manager yielding an object with `execute(sql, params)` -> cursor."""
         raise NotImplementedError
 
     @contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[Any]:
         """One atomic unit of work. The trail rows this thread queued (journal.py) are written
         in it just before it commits, so recording a step adds no commit of its own."""
         with self._transaction() as tx:
             yield tx
             journal.write(tx)
 
-    def flush_journal(self, force=False):
+    def flush_journal(self, force: bool = False) -> None:
         """Write this thread's queued trail rows (with `force`, the parked ones too) in a
         transaction of their own: a request whose answer has gone out, a worker exiting."""
         if journal.pending() or (force and journal.has_parked()):
             with self.transaction():
                 pass
 
-    def query(self, sql, params=()):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one read outside any transaction and return all rows."""
+        raise NotImplementedError
+
+    def init_schema(self) -> list[int]:
+        """Migrate to this connector's schema; the steps run."""
+        raise NotImplementedError
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
+
+    def schema_transaction(self) -> AbstractContextManager[Any]:
+        """A transaction for a schema step, alone and serialised across processes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
         raise NotImplementedError
 
     # -- sends ---------------------------------------------------------------------------------
     def claim_send(
-        self, key, now, window, stale_after, recipient, campaign_id=None, customer_id=None
-    ):
+        self,
+        key: str,
+        now: float,
+        window: float | None,
+        stale_after: float,
+        recipient: str,
+        campaign_id: str | None = None,
+        customer_id: str | None = None,
+    ) -> Claim:
         """Take `key` for a new send, or say why not.
 
         `replay`: a remembered answer (a 200 or 504) younger than `window` (None = forever).
@@ -132,7 +248,16 @@ class Store(Retention):
             )
             return Claim("new", token, None, None)
 
-    def finish_send(self, key, token, status, answer, now, remember, message_uuid=None):
+    def finish_send(
+        self,
+        key: str,
+        token: str,
+        status: int,
+        answer: Any,
+        now: float,
+        remember: bool,
+        message_uuid: str | None = None,
+    ) -> None:
         """Record the answer; `remember` replays it to identical sends, else it is only shown to
         sends already waiting on this one."""
         with self.transaction() as tx:
@@ -150,23 +275,23 @@ class Store(Retention):
                 ),
             )
 
-    def send_outcome(self, key):
-        """(token, state, http_status, answer) of `key`, or None."""
+    def send_outcome(self, key: str) -> SendOutcome | None:
+        """What is stored of the send `key`, or None."""
         rows = self.query(
             "SELECT token, state, http_status, answer FROM sends WHERE idem_key = ?", (key,)
         )
         if not rows:
             return None
         token, state, status, answer = rows[0]
-        return token, state, status, json.loads(answer) if answer else None
+        return SendOutcome(token, state, status, json.loads(answer) if answer else None)
 
-    def has_legacy_refs(self):
+    def has_legacy_refs(self) -> bool:
         """Any `client_ref` key of the form used before keys included the secret (`ref:`)?"""
         return bool(
             self.query("SELECT 1 FROM sends WHERE idem_key >= 'ref:' AND idem_key < 'ref;' LIMIT 1")
         )
 
-    def find_send(self, message_uuid):
+    def find_send(self, message_uuid: str) -> dict[str, Any] | None:
         """The send that got this `message_uuid`, as a dict, or None (for tracing)."""
         rows = self.query(
             "SELECT recipient, campaign_id, customer_id, started_at, http_status"
@@ -180,7 +305,7 @@ class Store(Retention):
         )
 
     # -- credentials ---------------------------------------------------------------------------
-    def credentials_accepted(self, pair_hash, now):
+    def credentials_accepted(self, pair_hash: str, now: float) -> None:
         """Vonage accepted this key and secret (by their keyed hash) at `now`."""
         with self.transaction() as tx:
             tx.execute(
@@ -190,7 +315,7 @@ class Store(Retention):
                 (pair_hash, now),
             )
 
-    def credentials_accepted_at(self, pair_hash):
+    def credentials_accepted_at(self, pair_hash: str) -> float | None:
         """When Vonage last accepted this key and secret, or None."""
         rows = self.query(
             "SELECT accepted_at FROM accepted_credentials WHERE pair_hash = ?", (pair_hash,)
@@ -198,7 +323,7 @@ class Store(Retention):
         return rows[0][0] if rows else None
 
     # -- contacts and subscriptions ------------------------------------------------------------
-    def remember_contact(self, number, customer_id, now, sync):
+    def remember_contact(self, number: str, customer_id: str, now: float, sync: bool) -> list[int]:
         """Keep the MoEngage user last sent to at `number`; a subscription change that waited
         for a customer_id is queued for MoEngage now (when `sync`). Returns new event ids."""
         with self.transaction() as tx:
@@ -219,28 +344,31 @@ class Store(Retention):
                 return []
             return self._queue_sync(tx, f"sync:{number}:{row[1]}", number, customer_id, row[0], now)
 
-    def customer_for(self, number):
+    def customer_for(self, number: str) -> str | None:
         rows = self.query("SELECT customer_id FROM contacts WHERE number = ?", (number,))
         return rows[0][0] if rows else None
 
-    def is_opted_out(self, number):
+    def is_opted_out(self, number: str) -> bool:
         rows = self.query("SELECT state FROM subscriptions WHERE number = ?", (number,))
         return bool(rows) and rows[0][0] == OPTOUT
 
-    def subscription(self, number):
-        """(state, Vonage event_ts) stored for `number`, or None."""
+    def subscription(self, number: str) -> Subscription | None:
+        """The state stored for `number`, or None."""
         rows = self.query("SELECT state, event_ts FROM subscriptions WHERE number = ?", (number,))
-        return tuple(rows[0]) if rows else None
+        return Subscription(*rows[0]) if rows else None
 
-    def opted_out(self):
-        """[(number, event_ts, synced)] of every opted-out number, newest first."""
-        return self.query(
+    def opted_out(self) -> list[OptedOut]:
+        """Every opted-out number, newest first."""
+        rows = self.query(
             "SELECT number, event_ts, synced FROM subscriptions WHERE state = ?"
             " ORDER BY event_ts DESC",
             (OPTOUT,),
         )
+        return [OptedOut(*row) for row in rows]
 
-    def _set_subscription(self, tx, number, state, event_ts, now):
+    def _set_subscription(
+        self, tx: Tx, number: str, state: str, event_ts: float, now: float
+    ) -> bool:
         """Store `state` unless a newer one is stored; an equal timestamp lets the later one win."""
         return (
             tx.execute(
@@ -253,7 +381,16 @@ class Store(Retention):
             == 1
         )
 
-    def _sync_subscription(self, tx, key, number, state, now, sync, message_uuid=None):
+    def _sync_subscription(
+        self,
+        tx: Tx,
+        key: str,
+        number: str,
+        state: str,
+        now: float,
+        sync: bool,
+        message_uuid: str | None = None,
+    ) -> list[int]:
         """Queue the change for MoEngage's Data API when the number's user is known."""
         if not sync:
             return []
@@ -262,7 +399,16 @@ class Store(Retention):
             return []
         return self._queue_sync(tx, key, number, row[0], state, now, message_uuid)
 
-    def _queue_sync(self, tx, key, number, customer_id, state, now, message_uuid=None):
+    def _queue_sync(
+        self,
+        tx: Tx,
+        key: str,
+        number: str,
+        customer_id: str,
+        state: str,
+        now: float,
+        message_uuid: str | None = None,
+    ) -> list[int]:
         tx.execute("UPDATE subscriptions SET synced = 1 WHERE number = ?", (number,))
         return self._add_event(
             tx,
@@ -274,16 +420,28 @@ class Store(Retention):
             now,
         )
 
-    def set_subscription(self, number, state, event_ts, now, sync):
-        """A change made by hand (`flask optin`); returns (applied, new event ids)."""
+    def set_subscription(
+        self, number: str, state: str, event_ts: float, now: float, sync: bool
+    ) -> SubscriptionSet:
+        """A change made by hand (`flask optin`): whether it applied, and the syncs it queued."""
         with self.transaction() as tx:
             if not self._set_subscription(tx, number, state, event_ts, now):
-                return False, []
+                return SubscriptionSet(False, [])
             key = f"manual:{number}:{event_ts}:{uuid.uuid4().hex[:8]}"
-            return True, self._sync_subscription(tx, key, number, state, now, sync)
+            return SubscriptionSet(True, self._sync_subscription(tx, key, number, state, now, sync))
 
     # -- the outbox ----------------------------------------------------------------------------
-    def _add_event(self, tx, key, message_uuid, target, payload, is_final, now, until=None):
+    def _add_event(
+        self,
+        tx: Tx,
+        key: str,
+        message_uuid: str | None,
+        target: str,
+        payload: dict[str, Any],
+        is_final: bool,
+        now: float,
+        until: float | None = None,
+    ) -> list[int]:
         """Insert a pending event (leased until `until`, one attempt begun, if given)."""
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
@@ -304,14 +462,23 @@ class Store(Retention):
             return []
         return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
 
-    def record_status(self, message_uuid, status, is_final, payload, now, lease=None):
+    def record_status(
+        self,
+        message_uuid: str,
+        status: str,
+        is_final: bool,
+        payload: dict[str, Any],
+        now: float,
+        lease: float | dict[str, float] | None = None,
+    ) -> StatusRecorded:
         """Store a delivery event for MoEngage once per (message_uuid, status).
 
-        Returns (outcome, event_id, lease): ("new" | "pending", id, ...) when it is to be
-        forwarded, ("duplicate", id, None) when MoEngage already has it, ("superseded", None,
-        None) when a final status was already forwarded. With `lease` (seconds, or a {target:
-        seconds} table, as `lease_event` takes), a new event is stored already leased to the
-        caller, the Lease third, so its forward takes no transaction of its own; else None.
+        Returns StatusRecorded(outcome, event_id, lease): ("new" | "pending", id, ...) when it
+        is to be forwarded, ("duplicate", id, None) when MoEngage already has it,
+        ("superseded", None, None) when a final status was already forwarded. With `lease`
+        (seconds, or a {target: seconds} table, as `lease_event` takes), a new event is stored
+        already leased to the caller, the Lease third, so its forward takes no transaction of
+        its own; else None.
         """
         key = f"status:{message_uuid}:{status}"
         with self.transaction() as tx:
@@ -319,9 +486,9 @@ class Store(Retention):
                 "SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock, (key,)
             ).fetchone()
             if row is not None:
-                return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
+                return StatusRecorded(_pending_or_duplicate(row[1]), row[0], None)
             if self._final_sent(tx, message_uuid):
-                return "superseded", None, None
+                return StatusRecorded("superseded", None, None)
             if payload.get("trackingId") == message_uuid:  # _event() puts it back
                 payload = {k: v for k, v in payload.items() if k != "trackingId"}
             seconds = lease.get("tracking") if isinstance(lease, dict) else lease
@@ -331,22 +498,31 @@ class Store(Retention):
             )
             if added:
                 if not until:
-                    return "new", added[0], None
+                    return StatusRecorded("new", added[0], None)
                 # As lease_event would read it back: the attempts before this one.
-                row = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
-                return "new", added[0], Lease("leased", _event(row), until)
+                read = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
+                return StatusRecorded("new", added[0], Lease("leased", _event(read), until))
             # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
             # exist could not be locked); our INSERT waited for its commit, so it is visible now.
             row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
             if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
-                return "duplicate", None, None
-            return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
+                return StatusRecorded("duplicate", None, None)
+            return StatusRecorded(_pending_or_duplicate(row[1]), row[0], None)
 
-    def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
+    def record_inbound(
+        self,
+        message_uuid: str,
+        number: str,
+        subscription: str | None,
+        event_ts: float,
+        payload: dict[str, Any],
+        now: float,
+        sync: bool,
+    ) -> InboundRecorded:
         """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
 
         A redelivered reply changes nothing, so an old STOP cannot undo a newer START. Returns
-        (first_time, ids of this reply's events still pending).
+        whether it was the first time, and the ids of this reply's events still pending.
         """
         with self.transaction() as tx:
             first = bool(
@@ -369,9 +545,9 @@ class Store(Retention):
                     (message_uuid,),
                 ).fetchall()
             ]
-            return first, ids
+            return InboundRecorded(first, ids)
 
-    def _final_sent(self, tx, message_uuid):
+    def _final_sent(self, tx: Tx, message_uuid: str) -> bool:
         return (
             tx.execute(
                 "SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
@@ -381,7 +557,7 @@ class Store(Retention):
             is not None
         )
 
-    def lease_event(self, event_id, now, seconds):
+    def lease_event(self, event_id: int, now: float, seconds: float | dict[str, float]) -> Lease:
         """Take event `event_id` for one forward attempt, so two workers never post it at once.
 
         `seconds` is how long the lease holds (a number, or a {target: seconds} table): just
@@ -401,7 +577,9 @@ class Store(Retention):
             if row[8] is not None and row[8] > now:
                 return Lease("busy", None, row[8])
             event = _event(row)
-            if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
+            if event.dedupe_key.startswith("status:") and self._final_sent(
+                tx, event.message_uuid or ""
+            ):
                 tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
                 return Lease("superseded", None, None)
             if event.target == "data_api":
@@ -438,12 +616,12 @@ class Store(Retention):
                 return Lease("busy", None, until)
         return None
 
-    def event_lease(self, event_id):
-        """(state, lease_until) of an event, or None: how a worker waits for another's forward."""
+    def event_lease(self, event_id: int) -> EventLease | None:
+        """An event's state and lease, or None: how a worker waits for another's forward."""
         rows = self.query("SELECT state, lease_until FROM events WHERE id = ?", (event_id,))
-        return tuple(rows[0]) if rows else None
+        return EventLease(*rows[0]) if rows else None
 
-    def event_sent(self, event_id, now):
+    def event_sent(self, event_id: int, now: float) -> None:
         """MoEngage has it: sent, whoever holds the lease now."""
         with self.transaction() as tx:
             tx.execute(
@@ -452,7 +630,7 @@ class Store(Retention):
                 (now, event_id),
             )
 
-    def event_failed(self, event_id, error, until):
+    def event_failed(self, event_id: int, error: str, until: float | None) -> None:
         """Release the lease taken until `until`, keeping the event pending. A lease that lapsed
         and was taken by another worker meanwhile is theirs: it is left alone."""
         with self.transaction() as tx:
@@ -462,13 +640,14 @@ class Store(Retention):
                 (error[:500], event_id, until),
             )
 
-    def pending_events(self, limit=1000):
-        """[(id, target, attempts, last_error, created_at)] still waiting for MoEngage."""
-        return self.query(
+    def pending_events(self, limit: int = 1000) -> list[PendingEvent]:
+        """The events still waiting for MoEngage, oldest first."""
+        rows = self.query(
             "SELECT id, target, attempts, last_error, created_at FROM events"
             " WHERE state = 'pending' ORDER BY id LIMIT ?",
             (limit,),
         )
+        return [PendingEvent(*row) for row in rows]
 
     def count_pending(self) -> int:
         """How many events wait for MoEngage, all of them (a listing is capped)."""
@@ -476,16 +655,17 @@ class Store(Retention):
 
     def pending_listing(
         self, limit: int = 1000, event_id: int | None = None, after: int = 0, upto: int = -1
-    ) -> list:
+    ) -> list[Pending]:
         """[Pending] of the events still waiting for MoEngage, oldest first, ids after `after`
         (and at most `upto`, unless -1); or event `event_id` alone, if still pending: what
         `pending` and `push` tell the operator about each."""
+        args: tuple[int, ...]
         if event_id is not None:
             where, args = "id = ?", (event_id,)
         else:
             where, args = "id > ? AND (id <= ? OR ? = -1)", (after, upto, upto)
         return [
-            Pending(*row[:4], json.loads(row[4]), *row[5:])
+            Pending(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7])
             for row in self.query(
                 "SELECT id, dedupe_key, message_uuid, target, payload, attempts, last_error,"
                 f" created_at FROM events WHERE state = 'pending' AND {where} ORDER BY id LIMIT ?",
@@ -497,7 +677,7 @@ class Store(Retention):
         """The newest event's id (0 when none): where `push` stops, so it ends."""
         return self.query("SELECT max(id) FROM events")[0][0] or 0
 
-    def leasable_events(self, now, limit):
+    def leasable_events(self, now: float, limit: int) -> list[int]:
         """Ids of pending events no live lease holds, least tried first: what a sweep forwards.
         An event MoEngage keeps refusing sinks to the end instead of blocking the others."""
         return [
@@ -509,7 +689,7 @@ class Store(Retention):
             )
         ]
 
-    def pending_syncs(self):
+    def pending_syncs(self) -> set[str]:
         """Numbers whose opt-out/opt-in is queued for the Data API and not accepted yet."""
         rows = self.query(
             "SELECT payload FROM events WHERE state = 'pending' AND target = 'data_api'"
@@ -517,7 +697,7 @@ class Store(Retention):
         return {json.loads(row[0]).get("number") for row in rows}
 
     # -- shared schedule -----------------------------------------------------------------------
-    def claim_turn(self, task, now, interval):
+    def claim_turn(self, task: str, now: float, interval: float) -> bool:
         """True for the one caller, across all workers and instances on this database, whose
         turn it is to run `task` (due at most every `interval` seconds); it is then next due
         `interval` from now. Anyone else gets False and `next_turn(task)` says when to ask.
@@ -535,11 +715,11 @@ class Store(Retention):
                 == 1
             )
 
-    def next_turn(self, task):
+    def next_turn(self, task: str) -> float:
         rows = self.query("SELECT next_at FROM schedule WHERE task = ?", (task,))
         return rows[0][0] if rows else 0.0
 
-    def requeue_events(self, since):
+    def requeue_events(self, since: float) -> int:
         """Mark tracking events accepted since `since` as pending again; returns how many."""
         with self.transaction() as tx:
             return tx.execute(
@@ -548,9 +728,9 @@ class Store(Retention):
                 (since,),
             ).rowcount
 
-    def ping(self):
+    def ping(self) -> None:
         self.query("SELECT 1")
 
-    def problems(self):
+    def problems(self) -> list[str]:
         """What stops writes though the database answers, for /health; a backend says."""
         return []

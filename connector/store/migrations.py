@@ -7,6 +7,11 @@ Adding a step: append `(what it does, [SQL, or a function of the transaction])` 
 edit or reorder a step that has shipped: deployed databases already ran it.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Store
+
 FIRST_RELEASE = [
     # One row per idempotency key (client_ref, or the duplicate-send fingerprint); the answer
     # given to MoEngage is kept so a retry gets the same answer without a second SMS.
@@ -226,7 +231,7 @@ class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer connector than this one."""
 
 
-def _check(version):
+def _check(version: int) -> int:
     if version > LATEST:
         raise SchemaTooNew(
             f"the database is at schema version {version}, but this connector knows versions up "
@@ -236,7 +241,7 @@ def _check(version):
     return version
 
 
-def migrate(store, dialect):
+def migrate(store: "Store", dialect: dict[str, str]) -> list[int]:
     """Run the steps the database lacks; return the numbers of those this process ran.
 
     `store.schema_version()` is a cheap look that skips the locks when nothing is due;

@@ -15,12 +15,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import pg_locks
 from .base import Store, StoreUnavailable
 from .migrations import migrate
 
@@ -44,12 +48,12 @@ DATABASE_TIME = "SELECT extract(epoch FROM clock_timestamp())::float8"
 class DatabaseUnavailable(StoreUnavailable):
     """No database connection in time, or it broke: answered 503, so the caller retries."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(f"the database is unavailable: {reason}; retry later", retry_after=1)
 
 
 @functools.cache
-def _dialect(sql):
+def _dialect(sql: str) -> str:
     # base.py writes `?` placeholders and holds no literal `?` or `%`.
     return sql.replace("?", "%s")
 
@@ -57,23 +61,23 @@ def _dialect(sql):
 class _Transaction:
     """What base.py's `with self.transaction() as tx` gets: `execute` with `?` placeholders."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
 
-    def execute(self, sql, params=()):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(_dialect(sql), params)
 
-    def executemany(self, sql, rows):
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.conn.cursor()
         cursor.executemany(_dialect(sql), rows)
         return cursor
 
 
-def _configure(conn):
-    conn.execute("SET synchronous_commit = on")
+def _configure(limits: pg_locks.Timeouts, conn: psycopg.Connection) -> None:
+    conn.execute(pg_locks.settings_sql(limits))
 
 
-def _check_if_idle(conn):
+def _check_if_idle(conn: psycopg.Connection) -> None:
     """Check a connection before use only if it sat idle: one used a moment ago was alive then,
     and checking every time would add a round trip to every query (a third of a send's). An
     idle one may have been cut by a database restart or failover; it is replaced before a
@@ -85,16 +89,21 @@ def _check_if_idle(conn):
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
-    def __init__(self, url, pool_size):
+    def __init__(self, url: str, pool_size: int, budget: float | None = None) -> None:
+        """`budget`: the seconds a request's statements must fit in (VONAGE_TIMEOUT); their
+        lock and statement timeouts are shares of it (pg_locks.py). None: an operator's
+        command, which may take its time."""
         self.url = url
         self.pool_size = max(pool_size, 1)
-        self._pool = None
-        self._pid = None
-        self._inherited = None
+        self.timeouts = pg_locks.timeouts(budget)
+        self._lock_waits = pg_locks.LockWaits()
+        self._pool: ConnectionPool | None = None
+        self._pid: int | None = None
+        self._inherited: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
-        self._use = {"in_use": 0, "waiting": 0}  # this process's threads, right now
+        self._use: dict[str, int] = {"in_use": 0, "waiting": 0}  # this process's threads
 
-    def _connections(self):
+    def _connections(self) -> ConnectionPool:
         # A pool never crosses a fork: its threads stay behind and its sockets are the parent's.
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
@@ -109,7 +118,7 @@ class PostgresStore(Store):
                     max_size=self.pool_size,
                     open=False,
                     kwargs=self._pool_kwargs(),
-                    configure=_configure,
+                    configure=functools.partial(_configure, self.timeouts),
                     check=_check_if_idle,
                     timeout=WAIT_SECONDS,
                     name="connector",
@@ -119,8 +128,8 @@ class PostgresStore(Store):
                 self._use = {"in_use": 0, "waiting": 0}
             return self._pool
 
-    def _pool_kwargs(self):
-        kwargs = {
+    def _pool_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": CONNECT_TIMEOUT,
             "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
@@ -132,7 +141,7 @@ class PostgresStore(Store):
         return kwargs
 
     @contextmanager
-    def _connection(self, wait=WAIT_SECONDS):
+    def _connection(self, wait: float = WAIT_SECONDS) -> Iterator[psycopg.Connection]:
         """A pooled connection, or DatabaseUnavailable after `wait` s or when it breaks."""
         pool = self._connections()
         try:
@@ -147,20 +156,27 @@ class PostgresStore(Store):
         try:
             with conn:  # as pool.connection() does: commit or roll back, then give it back
                 yield conn
+        except psycopg.errors.LockNotAvailable as exc:
+            relation = self._lock_waits.saw(exc)
+            log.warning("database row lock wait ran out: %s is held by another session", relation)
+            raise pg_locks.DatabaseLocked(relation, self.timeouts.lock) from None
+        except psycopg.errors.QueryCanceled:
+            log.warning("database statement ran over %s s", self.timeouts.statement)
+            raise pg_locks.StatementTooSlow(self.timeouts.statement) from None
         except psycopg.OperationalError as exc:
-            # The server went away (or cancelled the query) under this request.
+            # The server went away under this request.
             log.warning("database connection failed: %s", type(exc).__name__)
             raise DatabaseUnavailable(f"its connection failed ({type(exc).__name__})") from None
         finally:
-            conn._connector_used = time.monotonic()
+            setattr(conn, "_connector_used", time.monotonic())  # noqa: B010 - psycopg's object
             pool.putconn(conn)  # a broken one is replaced
             self._count("in_use", -1)
 
-    def _count(self, what, change):
+    def _count(self, what: str, change: int) -> None:
         with self._pool_lock:
             self._use[what] += change
 
-    def _unavailable(self, wait):
+    def _unavailable(self, wait: float) -> "DatabaseUnavailable":
         if self._use["in_use"] >= self.pool_size:
             reason = (
                 f"all {self.pool_size} connections of this worker (DATABASE_POOL_SIZE) stayed "
@@ -172,15 +188,15 @@ class PostgresStore(Store):
         return DatabaseUnavailable(reason)
 
     @contextmanager
-    def _transaction(self):
+    def _transaction(self) -> Iterator[_Transaction]:
         with self._connection() as conn, conn.transaction():
             yield _Transaction(conn)
 
-    def query(self, sql, params=()):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._connection() as conn:
             return conn.execute(_dialect(sql), params).fetchall()
 
-    def ping(self):
+    def ping(self) -> None:
         with self._connection(PING_WAIT_SECONDS) as conn:
             conn.execute("SELECT 1")
 
@@ -188,9 +204,23 @@ class PostgresStore(Store):
         """The database server's clock (epoch seconds): the one every instance shares. Waits
         no longer than /health's ping for a connection: a request may be the one measuring."""
         with self._connection(PING_WAIT_SECONDS) as conn:
-            return conn.execute(DATABASE_TIME).fetchone()[0]
+            row = conn.execute(DATABASE_TIME).fetchone()
+        assert row is not None  # a SELECT of one value always has its row
+        return float(row[0])
 
-    def pool_use(self):
+    def lock_waits(self) -> list[pg_locks.LockWait]:
+        """Tables a statement of this worker lately gave up waiting on, and the sessions of
+        other clients holding locks on the connector's tables in a long transaction."""
+        try:
+            with self._connection(PING_WAIT_SECONDS) as conn:
+                rows = conn.execute(pg_locks.HOLDERS, (self.timeouts.lock,)).fetchall()
+        except (StoreUnavailable, psycopg.Error) as exc:  # the waits seen are still told
+            log.warning("could not look for sessions holding locks: %s", type(exc).__name__)
+            rows = []
+        holders = [pg_locks.Holder(*row) for row in rows]
+        return pg_locks.report(self._lock_waits, holders, time.time())
+
+    def pool_use(self) -> dict[str, int]:
         """This worker's pool for /health: its limit, connections open, in use, waiters."""
         if self._pool is None or self._pid != os.getpid():
             return {"size": self.pool_size, "open": 0, "in_use": 0, "waiting": 0}
@@ -201,34 +231,35 @@ class PostgresStore(Store):
             **self._use,
         }
 
-    def init_schema(self):
+    def init_schema(self) -> list[int]:
         return migrate(self, {"id": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"})
 
-    def _direct(self):
+    def _direct(self) -> psycopg.Connection:
         # Not the pool: a wrong URL or password fails at start with PostgreSQL's own message
         # rather than a pool timeout, and no pooled connection is made before gunicorn forks.
         return psycopg.connect(self.url, connect_timeout=10)
 
-    def schema_version(self):
+    def schema_version(self) -> int:
         with self._direct() as conn:
-            if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            found = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+            if found is None or found[0] is None:
                 return 0
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             return row[0] if row else 0
 
     @contextmanager
-    def schema_transaction(self):
+    def schema_transaction(self) -> Iterator[_Transaction]:
         with self._direct() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             yield _Transaction(conn)
 
-    def close(self):
+    def close(self) -> None:
         with self._pool_lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
             self._pool = None
 
-    def describe(self):
+    def describe(self) -> str:
         """`postgresql:host[:port]/dbname`, never the user or password."""
         info = conninfo_to_dict(self.url)
         host = info.get("host") or "localhost"

@@ -10,9 +10,23 @@ requeued) is left alone.
 """
 
 import time
-from collections import namedtuple
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple
 
-Pruned = namedtuple("Pruned", "sends events")
+
+class Pruned(NamedTuple):
+    sends: int
+    events: int
+
+
+class Kept(NamedTuple):
+    """The rows retention never deletes."""
+
+    pending_events: int
+    subscriptions: int
+    contacts: int
+
 
 # A send still `pending` after this long died with its worker (a live one is answered within
 # VONAGE_TIMEOUT): it can go like any other once it is also older than the retention.
@@ -26,7 +40,13 @@ _EVENTS = "created_at < ? AND state != 'pending' AND COALESCE(sent_at, created_a
 class Retention:
     """Mixed into Store: uses its `transaction()` and `query()`."""
 
-    def prunable(self, cutoff, now):
+    def transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def prunable(self, cutoff: float, now: float) -> Pruned:
         """Pruned(sends, events): how many rows `prune(cutoff, ...)` would delete now."""
         sends = self.query(
             f"SELECT COUNT(*) FROM sends WHERE {_SENDS}", self._sends_args(cutoff, now)
@@ -34,7 +54,7 @@ class Retention:
         events = self.query(f"SELECT COUNT(*) FROM events WHERE {_EVENTS}", (cutoff, cutoff))
         return Pruned(sends[0][0], events[0][0])
 
-    def prune_batch(self, cutoff, now, limit):
+    def prune_batch(self, cutoff: float, now: float, limit: int) -> Pruned:
         """Delete up to `limit` sends and `limit` events older than `cutoff`, oldest first, in
         two short transactions; returns Pruned(sends, events) deleted."""
         args = self._sends_args(cutoff, now)
@@ -52,7 +72,7 @@ class Retention:
             ).rowcount
         return Pruned(sends, events)
 
-    def prune_trail(self, cutoff, limit):
+    def prune_trail(self, cutoff: float, limit: int) -> int:
         """Delete up to `limit` trace steps (`trail`) older than `cutoff`, and warnings' evidence
         last seen before it; returns how many trace steps went. A trace covers the retention
         period, as the sends and events it shows do."""
@@ -68,13 +88,16 @@ class Retention:
             tx.execute("DELETE FROM console_tally WHERE bucket < ?", (int(oldest // 3600),))
         return steps
 
-    def kept(self):
-        """(pending events, subscriptions, contacts): the rows retention never deletes."""
-        return tuple(
-            self.query(f"SELECT COUNT(*) FROM {what}")[0][0]
-            for what in ("events WHERE state = 'pending'", "subscriptions", "contacts")
+    def kept(self) -> Kept:
+        """How many rows retention never deletes there are: pending events, subscriptions,
+        contacts."""
+        return Kept(
+            *(
+                self.query(f"SELECT COUNT(*) FROM {what}")[0][0]
+                for what in ("events WHERE state = 'pending'", "subscriptions", "contacts")
+            )
         )
 
     @staticmethod
-    def _sends_args(cutoff, now):
+    def _sends_args(cutoff: float, now: float) -> tuple[float, float]:
         return (cutoff, min(cutoff, now - DEAD_SEND_SECONDS))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import countries
 
@@ -32,7 +33,7 @@ _UPSERT = (
 )
 
 
-def count(tx, rows: list[tuple]) -> None:
+def count(tx: Any, rows: Sequence[tuple]) -> None:
     """Add the trail rows just written to the hour they happened in."""
     totals: dict[tuple[int, str, str], tuple[int, float, float]] = {}
     for at, stage, message_uuid, _ref, number, detail in rows:

@@ -7,8 +7,14 @@ keys. Events get new ids in the target, in the source's order, and no lease: a l
 the old instance means nothing to the new one.
 """
 
+from __future__ import annotations
+
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .base import Store
 
 BATCH = 1000
 
@@ -54,13 +60,19 @@ TABLES = [
 ]
 
 
+class Copied(NamedTuple):
+    what: str  # as the operator reads it
+    copied: int  # rows new to the target
+    found: int  # rows in the file
+
+
 class NotAConnectorDatabase(Exception):
     """The file is not SQLite, or holds none of the connector's tables."""
 
 
-def copy_sqlite(path, target):
+def copy_sqlite(path: str, target: Store) -> list[Copied]:
     """Copy every row of the SQLite file at `path` into `target` (a Store), table by table,
-    in batches of BATCH rows each committed on its own; [(what, copied, found)]."""
+    in batches of BATCH rows each committed on its own; what was copied of each."""
     uri = Path(path).resolve().as_uri() + "?mode=ro"  # never creates or changes the file
     source = sqlite3.connect(uri, uri=True)
     try:
@@ -77,7 +89,7 @@ def copy_sqlite(path, target):
                 f"{path} has no {', '.join(missing)} table: it is not the connector's database"
             )
         return [
-            (what, *_copy_table(source, target, table, columns, on_conflict))
+            Copied(what, *_copy_table(source, target, table, columns, on_conflict))
             for what, table, columns, on_conflict in TABLES
         ]
     finally:
@@ -93,7 +105,9 @@ def _source_columns(source, table, columns):
     return columns
 
 
-def _copy_table(source, target, table, columns, on_conflict):
+def _copy_table(
+    source: sqlite3.Connection, target: Store, table: str, columns: str, on_conflict: str
+) -> tuple[int, int]:
     marks = ", ".join("?" for _ in columns.split(","))
     insert = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {on_conflict}"
     read = _source_columns(source, table, columns)
