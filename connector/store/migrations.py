@@ -7,7 +7,7 @@ Adding a step: append `(what it does, [SQL, or a function of the transaction])` 
 edit or reorder a step that has shipped: deployed databases already ran it.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .base import Store
@@ -211,7 +211,7 @@ CONSOLE = [
 ]
 
 
-STEPS = [
+STEPS: list[tuple[str, list[Any]]] = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
     ("trail and evidence, for trace, doctor and report", OBSERVE),
