@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from . import countries, evidence, vonage_errors
+from . import countries, credential_warnings, evidence, vonage_errors
 from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,8 @@ RULES = [
     data_api,
     carrier_rejections,
     wrong_host,
+    credential_warnings.account_api,
+    credential_warnings.refused_pairs,
 ]
 
 

@@ -9,6 +9,7 @@ from .config import Settings
 from .credentials import AcceptedPairs, LegacyRefs
 from .moengage import MoEngageClient
 from .outbox import Sweeper
+from .pair_checks import PairChecks
 from .ratelimit import RateLimiter
 from .store import Store, describe, open_store
 from .vonage import VonageClient
@@ -26,6 +27,8 @@ class Services:
     # Key and secret pairs Vonage accepted, remembered in front of the store.
     accepted_pairs: AcceptedPairs = field(default_factory=AcceptedPairs)
     legacy_refs: LegacyRefs = field(default_factory=LegacyRefs)
+    # Checks of pairs not known good, bounded per pair, per instance and in the trail.
+    pair_checks: PairChecks | None = None
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -78,6 +81,7 @@ def build_services(settings):
             store=(lambda: ctx.store) if settings.database_url else None,
         ),
         sweeper=Sweeper(settings.pending_sweep_seconds),
+        pair_checks=PairChecks(describe(settings)),
     )
     return ctx
 

@@ -10,6 +10,7 @@ import uuid
 from collections import namedtuple
 
 from ..errors import Failure
+from .refused import RefusedPairs
 from .retention import Retention
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
@@ -42,7 +43,7 @@ def _event(row):
     return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
-class Store(Retention):
+class Store(Retention, RefusedPairs):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------

@@ -129,6 +129,20 @@ RETENTION = [
 ]
 
 
+# Keyed hashes of the key and secret pairs Vonage refused (401/403), kept ten minutes
+# (connector/store/refused.py): every worker and instance answers a wrong pair again without
+# asking Vonage, and unauthenticated traffic cannot make the connector call it per request.
+REFUSED_CREDENTIALS = [
+    """CREATE TABLE IF NOT EXISTS refused_credentials (
+        pair_hash TEXT PRIMARY KEY,
+        refused_at {real} NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS refused_credentials_by_age ON refused_credentials (refused_at)",
+]
+
+
 STEPS = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
@@ -137,6 +151,7 @@ STEPS = [
     ("schedule of the tasks workers share", SCHEDULE),
     ("accepted_credentials: key and secret pairs Vonage accepted", ACCEPTED_CREDENTIALS),
     ("indexes by age, for retention", RETENTION),
+    ("refused_credentials: pairs Vonage refused, kept 10 minutes", REFUSED_CREDENTIALS),
 ]
 LATEST = len(STEPS)
 
