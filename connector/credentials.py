@@ -59,9 +59,13 @@ class AcceptedPairs:
         store.credentials_accepted(pair, now)
         self._remember(pair, now)
 
+    def known_here(self, pair, now):
+        """Did Vonage accept `pair` within KNOWN_FOR, as far as this process knows? No I/O."""
+        return now - self._seen.get(pair, -math.inf) < KNOWN_FOR
+
     def known(self, store, pair, now):
         """Did Vonage accept `pair` within KNOWN_FOR?"""
-        if now - self._seen.get(pair, -math.inf) < KNOWN_FOR:
+        if self.known_here(pair, now):
             return True
         at = store.credentials_accepted_at(pair)
         if at is None or now - at >= KNOWN_FOR:

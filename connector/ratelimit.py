@@ -274,7 +274,8 @@ class RateLimiter:
         """Take `api_key`'s next slot without waiting for it: a send Vonage took without one
         (the first of a key and secret not known good, sending.py) is counted all the same."""
         if self.interval:
-            self.schedule.reserve(api_key, self.interval, CLOCK_STEP)
+            _, wait = self.schedule.reserve(api_key, self.interval, CLOCK_STEP)
+            self._learn(api_key, wait + self.interval)  # as `acquire` does
 
     def _expire_idle(self):
         """Every EXPIRE_EVERY s, one send of this process removes the idle schedules."""

@@ -12,6 +12,7 @@ import pytest
 from conftest import AUTH, send
 from standins import API_KEY, API_SECRET
 
+from connector import early
 from connector.pair_checks import CHECKS_NAME, CHECKS_PER_SECOND, TRAIL_ROWS_PER_MINUTE
 from connector.ratelimit import _key_name
 
@@ -183,3 +184,21 @@ def test_random_keys_leave_no_schedule_behind(make_app, vonage, backend, tmp_pat
         assert sorted(os.listdir(directory)) == sorted([_key_name(API_KEY), _key_name(CHECKS_NAME)])
     else:
         assert count(store, "SELECT count(*) FROM send_schedule") == 1
+
+
+def test_a_wrong_secret_over_a_full_schedule_is_left_to_the_route(make_app, vonage, backend):
+    """The worker's early 429 (and its trail row each) is for pairs Vonage accepted: a wrong
+    secret gets the route's answer, remembered and traced once a minute."""
+    if backend != "sqlite":
+        pytest.skip("answered early with SQLite only")
+    from test_early import BODY, raw_send  # the worker's bytes, as test_early builds them
+
+    app = make_app(vonage_max_rps=0.3, vonage_timeout=4.0)
+    assert post(app, AUTH, {**BODY, "text": "first"}).status_code == 200
+    answerer = early.answerer(app)
+    assert answerer(raw_send(BODY)) is not None  # the team's pair: refused early
+    wrong = f"Custom {API_KEY}:not-the-secret"
+    assert answerer(raw_send(BODY, authorization=wrong)) is None
+    for _ in range(5):
+        assert post(app, {"Authorization": wrong}, BODY).status_code == 401
+    assert len(vonage.sends()) == 2  # the first send and the wrong secret's check
