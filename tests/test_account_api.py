@@ -5,7 +5,9 @@ import time
 
 import pytest
 from conftest import send
-from standins import Answer, fixture
+from standins import API_KEY, Answer, fixture
+
+from connector.credentials import legacy_ref_key
 
 NUMBER = "447700900000"
 GOOD = {"to": NUMBER, "text": "Your code is 1234"}
@@ -107,3 +109,18 @@ def test_a_wrong_secret_is_still_401_and_remembered(make_app, vonage):
     again, _ = timed_send(app, WRONG)
     assert again.status_code == 401 and again.json == first.json
     assert len(vonage.balance_checks()) == 1  # the second was answered from memory
+
+
+def test_a_legacy_client_ref_is_not_replayed_when_the_account_api_cannot_confirm(make_app, vonage):
+    """The earlier answer stays untold (503, no trackingId) until Vonage vouches for the pair."""
+    app = make_app()
+    store = app.extensions["connector"].store
+    key, first = legacy_ref_key(API_KEY, "order-old"), {"trackingId": "old-uuid", "status": "sent"}
+    claim = store.claim_send(key, time.time(), None, 10.0, NUMBER)
+    store.finish_send(key, claim.token, 200, first, time.time(), True, "old-uuid")
+    vonage.script(Answer(503, raw=HTML, content_type="text/html"))
+    response = send(app.test_client(), {**GOOD, "client_ref": "order-old"})
+    assert response.status_code == 503 and "trackingId" not in response.json
+    assert int(response.headers["Retry-After"]) >= 1
+    assert send(app.test_client(), {**GOOD, "client_ref": "order-old"}).json == first
+    assert vonage.sends() == []

@@ -13,6 +13,7 @@ from conftest import AUTH, send
 from standins import API_KEY, API_SECRET
 
 from connector import early
+from connector.credentials import pair_hash
 from connector.pair_checks import CHECKS_NAME, CHECKS_PER_SECOND, TRAIL_ROWS_PER_MINUTE
 from connector.ratelimit import _key_name
 
@@ -202,3 +203,17 @@ def test_a_wrong_secret_over_a_full_schedule_is_left_to_the_route(make_app, vona
     for _ in range(5):
         assert post(app, {"Authorization": wrong}, BODY).status_code == 401
     assert len(vonage.sends()) == 2  # the first send and the wrong secret's check
+
+
+def test_a_pairs_first_send_is_its_check_and_then_counted_in_the_schedule(make_app, vonage):
+    """With VONAGE_MAX_RPS, the first send of a pair not known good takes no slot; once Vonage
+    accepts it, its slot is taken after the fact and every worker knows the pair good."""
+    first = make_app(vonage_max_rps=2)
+    assert post(first, AUTH).status_code == 200
+    store = first.extensions["connector"].store
+    assert store.credentials_accepted_at(pair_hash(API_KEY, API_SECRET)) is not None
+    assert first.extensions["connector"].limiter.schedule.peek(API_KEY) > 0  # charged
+    other = make_app(vonage_max_rps=2)  # another worker: known good, so it waits for a slot
+    assert post(other, AUTH, {**GOOD, "text": "second"}).status_code == 200
+    [a, b] = [r["time"] for r in vonage.sends()]
+    assert b - a >= other.extensions["connector"].limiter.interval - 0.02
