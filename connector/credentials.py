@@ -195,11 +195,12 @@ def probe_accepted(services, api_key, pair):
     """Vonage took the send that was `pair`'s check: the pair is known good to every worker
     (one write per pair and process a day), and the account's rate slot it used is taken
     now, so the schedule counts it."""
-    services.limiter.charge(api_key)
-    try:
+    try:  # the SMS is sent: nothing here may turn its 200 into an error (and a resend)
+        services.limiter.charge(api_key)
         services.accepted_pairs.confirmed(services.store, pair, time.time())
-    except Exception:  # the SMS is sent; the pair is known here, and checked again elsewhere
-        log.exception("could not remember an accepted Vonage API key and secret")
+    except Exception:
+        log.exception("could not record an accepted Vonage API key and secret")
+        services.accepted_pairs.accepted(pair, time.time())  # known here, at least
 
 
 def remembered_refusal(services, pair, now):
@@ -227,9 +228,9 @@ def legacy_ref_key(api_key, client_ref):
 
 def legacy_replay(services, api_key, api_secret, pair, client_ref, now):
     """(status, answer) of a send remembered under the old key, replayed to a pair Vonage
-    accepts (raises the Failure `confirm` raises otherwise); None when there is no such send. Keeps a
-    `client_ref` sent before the upgrade from being sent again, without telling its answer to
-    a caller who has only the key."""
+    accepts (raises what `confirm` raises otherwise); None when there is no such send. Keeps
+    a `client_ref` sent before the upgrade from being sent again, without telling its answer
+    to a caller who has only the key."""
     if not services.legacy_refs(services.store):
         return None
     outcome = services.store.send_outcome(legacy_ref_key(api_key, client_ref))

@@ -130,7 +130,7 @@ def send(services, req, api_key, api_secret):
             return _answer(*legacy)
     try:  # before any write: a caller without credentials leaves nothing behind
         ticket = credentials.admit(services, api_key, api_secret, pair, req.to, started)
-    except Failure as failure:
+    except (NotChecked, credentials.Unconfirmed, VonageError) as failure:
         return _refused(services, req, failure, pair, started)
     try:
         return _admitted(services, req, (api_key, api_secret, pair), key, window, ticket, started)
@@ -139,7 +139,8 @@ def send(services, req, api_key, api_secret):
 
 
 def _refused(services, req, failure, pair, started):
-    """A send `credentials.admit` refused. One refused before anything reached Vonage is
+    """A send `credentials.admit` refused (any other Failure, a database one, goes up to the
+    error handler as before). One refused before anything reached Vonage is
     counted, and logged and traced at most once a minute per pair (pair_checks.py)."""
     if not isinstance(failure, NotChecked):
         log_failure(req, failure)
