@@ -217,3 +217,15 @@ def test_a_pairs_first_send_is_its_check_and_then_counted_in_the_schedule(make_a
     assert post(other, AUTH, {**GOOD, "text": "second"}).status_code == 200
     [a, b] = [r["time"] for r in vonage.sends()]
     assert b - a >= other.extensions["connector"].limiter.interval - 0.02
+
+
+def test_the_checks_a_second_are_for_the_whole_instance_not_each_worker(make_app, vonage):
+    workers = [make_app(), make_app()]  # two workers of one instance: one budget file
+    opted_out(workers[0])
+    pairs = [random_pair() for _ in range(120)]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: post(workers[n % 2], pairs[n]), range(len(pairs))))
+    seconds = time.monotonic() - started
+    assert {r.status_code for r in answers} <= {401, 503}
+    assert within_budget(len(vonage.balance_checks()), seconds)
