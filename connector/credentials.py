@@ -127,6 +127,7 @@ def admit(services, api_key, api_secret, pair, to, started):
         confirm(services, api_key, api_secret, pair, now, deadline - time.monotonic())
         return KNOWN
     if not services.limiter.interval:
+        services.pair_checks.refuse_if_spent()  # as an opted-out recipient's send would be
         return UNKNOWN
     if not _lead(services, pair, deadline):
         return KNOWN

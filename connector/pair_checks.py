@@ -30,6 +30,15 @@ class NotChecked(Failure):
     or the pair could not be checked (no turn left this second, or its check still running)."""
 
 
+def _too_many(wait):
+    return NotChecked(
+        503,
+        "too many unknown Vonage API keys and secrets to check right now "
+        f"(at most {CHECKS_PER_SECOND} a second); this send was not made. Retry later",
+        retry_after=max(1, math.ceil(wait)),
+    )
+
+
 class PairChecks:
     """One per app: the checks in flight in this process, the instance's budget, the trail's."""
 
@@ -67,19 +76,25 @@ class PairChecks:
     def turn(self, deadline: float) -> None:
         """Wait for this instance's next check slot (CHECKS_PER_SECOND); raise NotChecked(503)
         with Retry-After when it is further off than CHECK_WAIT or the send's `deadline`."""
-        if self._budget is None:
-            self._budget = FileSchedule(self.instance_id)
         max_wait = min(CHECK_WAIT, deadline - time.monotonic() - 0.5)
-        slot, wait = self._budget.reserve(CHECKS_NAME, 1.0 / CHECKS_PER_SECOND, max_wait)
+        slot, wait = self._schedule().reserve(CHECKS_NAME, 1.0 / CHECKS_PER_SECOND, max_wait)
         if slot is None:
-            raise NotChecked(
-                503,
-                "too many unknown Vonage API keys and secrets to check right now "
-                f"(at most {CHECKS_PER_SECOND} a second); this send was not made. Retry later",
-                retry_after=max(1, math.ceil(wait)),
-            )
+            raise _too_many(wait)
         if wait > 0:
             time.sleep(wait)
+
+    def refuse_if_spent(self) -> None:
+        """Raise what `turn` would when no check slot is near, taking none: a send that needs
+        no check (its recipient has not opted out) answers as one that does, so the answer
+        never tells a caller Vonage has not accepted whether the recipient opted out."""
+        wait = self._schedule().peek(CHECKS_NAME)
+        if wait > CHECK_WAIT:
+            raise _too_many(wait)
+
+    def _schedule(self):
+        if self._budget is None:  # made on first use: building the app creates no file
+            self._budget = FileSchedule(self.instance_id)
+        return self._budget
 
     def trail_due(self, pair: str) -> bool:
         """Whether a send refused before reaching Vonage gets its trail row: the pair's first in

@@ -229,3 +229,21 @@ def test_the_checks_a_second_are_for_the_whole_instance_not_each_worker(make_app
     seconds = time.monotonic() - started
     assert {r.status_code for r in answers} <= {401, 503}
     assert within_budget(len(vonage.balance_checks()), seconds)
+
+
+def test_with_the_checks_spent_an_opt_out_is_not_told_by_the_answer(make_app, vonage):
+    """Checks are spent (a flood): a made-up pair gets the same 503 whether its recipient
+    opted out (a check needed) or not (none needed), so the answer is no opt-out oracle."""
+    app = make_app()
+    assert post(app, AUTH, {**GOOD, "to": "447700900123"}).status_code == 200
+    opted_out(app)
+    checks = app.extensions["connector"].pair_checks
+    for _ in range(15):  # three seconds of checks taken, as a flood takes them
+        checks._schedule().reserve(CHECKS_NAME, 1.0 / CHECKS_PER_SECOND, 10)
+    to_opted_out = post(app, random_pair())
+    to_another = post(app, random_pair(), {**GOOD, "to": "447700900123"})
+    assert to_opted_out.status_code == to_another.status_code == 503
+    assert to_opted_out.json == to_another.json
+    assert len(vonage.requests) == 1  # the team's send before
+    # A pair Vonage accepted needs no check: the team's sends go on.
+    assert post(app, AUTH, {**GOOD, "to": "447700900123", "text": "more"}).status_code == 200
