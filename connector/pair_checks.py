@@ -11,6 +11,7 @@ such refusal is still counted in the evidence, so `doctor` sees the flood.
 """
 
 import math
+import os
 import threading
 import time
 
@@ -22,12 +23,23 @@ CHECK_WAIT = 1.0  # the longest a send waits for its turn to be checked
 TRAIL_EVERY = 60.0  # seconds between trail rows of one pair's refusals before Vonage
 TRAIL_ROWS_PER_MINUTE = 60  # such rows per process and minute, whatever the pairs
 MAX_PAIRS_NOTED = 10_000  # pairs whose last trail row a process remembers
-CHECKS_NAME = "vonage-pair-checks"  # the budget's schedule file, next to the send schedules
+CHECKS_NAME = "vonage-pair-checks"  # the budget's name among the send schedules (PostgreSQL)
 
 
 class NotChecked(Failure):
     """A send refused before anything reached Vonage: its pair was refused within ten minutes,
     or the pair could not be checked (no turn left this second, or its check still running)."""
+
+
+class _OneFile(FileSchedule):
+    """A schedule in one named file (`<DATABASE_PATH>-checks`), whatever its name."""
+
+    def __init__(self, path):
+        self.directory = os.path.dirname(path)
+        self._file = path
+
+    def path(self, name):
+        return self._file
 
 
 def _too_many(wait):
@@ -42,9 +54,12 @@ def _too_many(wait):
 class PairChecks:
     """One per app: the checks in flight in this process, the instance's budget, the trail's."""
 
-    def __init__(self, instance_id: str):
-        self.instance_id = instance_id
-        self._budget = None  # the schedule file, made on the first check
+    def __init__(self, instance_id: str, budget_path: str | None = None):
+        """`budget_path`: the file holding the checks' schedule (with SQLite, next to the
+        database, so it is shared by the machine's workers and goes with the database's
+        folder); None: a file in the machine's temp directory, named after `instance_id`."""
+        self.instance_id, self.budget_path = instance_id, budget_path
+        self._budget = None  # the schedule, made on the first check
         self._leads = {}  # pair -> Event set when this process's check of it ends
         self._lock = threading.Lock()
         self._noted = {}  # pair -> monotonic time of its last trail row
@@ -93,7 +108,10 @@ class PairChecks:
 
     def _schedule(self):
         if self._budget is None:  # made on first use: building the app creates no file
-            self._budget = FileSchedule(self.instance_id)
+            if self.budget_path:
+                self._budget = _OneFile(self.budget_path)
+            else:
+                self._budget = FileSchedule(self.instance_id)
         return self._budget
 
     def trail_due(self, pair: str) -> bool:

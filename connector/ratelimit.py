@@ -64,11 +64,14 @@ class FileSchedule:
         self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
         os.makedirs(self.directory, exist_ok=True)
 
+    def path(self, api_key):
+        return os.path.join(self.directory, _key_name(api_key))
+
     def peek(self, api_key):
         """Seconds until the next free slot of `api_key` (<= 0: free now), taking nothing. A
         key without a schedule has every slot free: looking creates no file."""
         try:
-            fd = os.open(os.path.join(self.directory, _key_name(api_key)), os.O_RDONLY)
+            fd = os.open(self.path(api_key), os.O_RDONLY)
         except FileNotFoundError:
             return 0.0 - time.time()
         try:
@@ -81,7 +84,7 @@ class FileSchedule:
     def reserve(self, api_key, interval, max_wait):
         """(slot, wait): the next free slot of `api_key` and the seconds until it, taken if at
         most `max_wait` s away; (None, wait) when it is further off."""
-        path = os.path.join(self.directory, _key_name(api_key))
+        path = self.path(api_key)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:

@@ -81,7 +81,10 @@ def build_services(settings):
             store=(lambda: ctx.store) if settings.database_url else None,
         ),
         sweeper=Sweeper(settings.pending_sweep_seconds),
-        pair_checks=PairChecks(describe(settings)),
+        pair_checks=PairChecks(
+            describe(settings),
+            None if settings.database_url else f"{settings.database_path}-checks",
+        ),
     )
     return ctx
 
