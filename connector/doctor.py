@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from . import clock, countries, destinations, evidence, vonage_errors
+from . import clock, countries, credential_warnings, destinations, evidence, vonage_errors
 from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
 from .moengage_gate import COOL_OFF
 
@@ -342,6 +342,8 @@ RULES = [
     clock.database_clock,
     probing,
     database_locks,
+    credential_warnings.account_api,
+    credential_warnings.refused_pairs,
 ]
 
 

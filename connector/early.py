@@ -8,7 +8,8 @@ process already knows the key's schedule is full (`RateLimiter.known_wait`, no I
 
 Only a send the route would certainly answer 429 is answered here, with the route's answer,
 log line and trail row; anything else (another route, a header or body the route would
-refuse, a schedule not known full, a send remembered for a replay) goes on to the route,
+refuse, a key and secret this process has not seen Vonage accept, a schedule not known full,
+a send remembered for a replay) goes on to the route,
 which decides as it always did. The replay check is one read of the send's key: SQLite only,
 as a PostgreSQL query could hold the event loop for as long as the pool waits.
 """
@@ -105,6 +106,8 @@ def refusal(ctx, fields, body, started):
     except Failure:
         return None  # the route answers it (401, 400...)
     pair = credentials.pair_hash(api_key, api_secret)
+    if not ctx.accepted_pairs.known_here(pair, time.time()):
+        return None  # only a pair Vonage accepted has a slot to wait for; the route answers
     key, _ = sending.idempotency_key(pair, req, settings.send_dedupe_seconds)
     try:
         if req.client_ref and ctx.legacy_refs(ctx.store):

@@ -26,6 +26,17 @@ def sent(ctx, req, status, answer, started, replay=False, api_key=None):
         ctx.evidence.seen(PROBING, "probe:vonage")
 
 
+def refused(ctx, req, failure, pair, started):
+    """sending.py: a send refused before anything reached Vonage (credentials.admit): counted
+    for `doctor`; its trail row is queued only if pair_checks allows one now (a flood of made-up
+    key and secret pairs must not grow the database). Returns whether it was."""
+    ctx.evidence.seen(10, "refused_pairs", status=failure.status)
+    if not ctx.pair_checks.trail_due(pair):
+        return False
+    trail.sent(req, failure.status, failure.answer(), started)
+    return True
+
+
 def status(ctx, body, outcome):
     """webhooks.py: a verified status webhook and what became of it (new, pending, duplicate,
     superseded, ignored)."""

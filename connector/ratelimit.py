@@ -13,6 +13,7 @@ the whole deployment, not per instance.
 
 import fcntl
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,8 @@ import threading
 import time
 
 from .errors import Failure
+
+log = logging.getLogger(__name__)
 
 # Slots are spaced so that `rps` of them span 1.1 s, not 1 s: the ms between a slot and the
 # request reaching Vonage vary, and at exact spacing a late send and an early one put rps + 1
@@ -31,6 +34,8 @@ MARGIN = 0.10
 LATE = MARGIN / 2
 CLOCK_STEP = 3600  # a schedule this far ahead means the clock stepped back: start afresh
 MAX_KEYS_KNOWN = 1000  # API keys whose schedule a process remembers (a team has a few)
+IDLE_AFTER = 3600.0  # a schedule whose next free slot is this far past is removed
+EXPIRE_EVERY = 600.0  # seconds between a process's looks for idle schedules
 
 
 def _key_name(api_key):
@@ -59,17 +64,19 @@ class FileSchedule:
         self.directory = os.path.join(tempfile.gettempdir(), f"vonage-sms-connector-{digest}")
         os.makedirs(self.directory, exist_ok=True)
 
+    def path(self, api_key):
+        return os.path.join(self.directory, _key_name(api_key))
+
     def peek(self, api_key):
-        """Seconds until the next free slot of `api_key` (<= 0: free now), taking nothing."""
-        fd = os.open(
-            os.path.join(self.directory, _key_name(api_key)), os.O_RDONLY | os.O_CREAT, 0o600
-        )
+        """Seconds until the next free slot of `api_key` (<= 0: free now), taking nothing. A
+        key without a schedule has every slot free: looking creates no file."""
+        try:
+            fd = os.open(self.path(api_key), os.O_RDONLY)
+        except FileNotFoundError:
+            return 0.0 - time.time()
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            try:
-                next_free = float(os.pread(fd, 64, 0) or 0)
-            except ValueError:
-                next_free = 0.0
+            next_free = _read(fd)
         finally:
             os.close(fd)
         return next_free - time.time()
@@ -77,26 +84,55 @@ class FileSchedule:
     def reserve(self, api_key, interval, max_wait):
         """(slot, wait): the next free slot of `api_key` and the seconds until it, taken if at
         most `max_wait` s away; (None, wait) when it is further off."""
-        fd = os.open(
-            os.path.join(self.directory, _key_name(api_key)), os.O_RDWR | os.O_CREAT, 0o600
-        )
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            now = time.time()
+        path = self.path(api_key)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                next_free = float(os.pread(fd, 64, 0) or 0)
-            except ValueError:
-                next_free = 0.0
-            if next_free > now + CLOCK_STEP:
-                next_free = 0.0
-            slot = max(now, next_free)
-            wait = slot - now
-            if wait > max_wait:
-                return None, wait
-            os.pwrite(fd, repr(slot + interval).encode().ljust(64), 0)
-        finally:
-            os.close(fd)  # also releases the lock
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink:  # else `expire` removed it as we opened it: again
+                    return self._take(fd, interval, max_wait)
+            finally:
+                os.close(fd)  # also releases the lock
+
+    @staticmethod
+    def _take(fd, interval, max_wait):
+        now = time.time()
+        next_free = _read(fd)
+        if next_free > now + CLOCK_STEP:
+            next_free = 0.0
+        slot = max(now, next_free)
+        wait = slot - now
+        if wait > max_wait:
+            return None, wait
+        os.pwrite(fd, repr(slot + interval).encode().ljust(64), 0)
         return slot, wait
+
+    def expire(self, idle):
+        """Remove the schedules whose next free slot is over `idle` s past: a key that has not
+        sent for that long starts afresh anyway, and the directory keeps only live keys."""
+        removed = 0
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink and _read(fd) < time.time() - idle:
+                    os.unlink(path)  # under the lock: `reserve` sees it gone and reopens
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+
+def _read(fd):
+    """The next free slot a schedule file holds (0: empty or unreadable, so free now)."""
+    try:
+        return float(os.pread(fd, 64, 0) or 0)
+    except ValueError:
+        return 0.0
 
 
 # One statement, one row per API key (updated in place, so the table never grows per send).
@@ -154,6 +190,15 @@ class PostgresSchedule:
         )
         return rows[0][0] if rows else 0.0
 
+    def expire(self, idle):
+        """Delete the rows whose next free slot is over `idle` s past (see FileSchedule)."""
+        with self.store().transaction() as tx:
+            return tx.execute(
+                "DELETE FROM send_schedule"
+                " WHERE next_free < extract(epoch FROM clock_timestamp())::float8 - ?",
+                (idle,),
+            ).rowcount
+
     def reserve(self, api_key, interval, max_wait):
         sent = time.time()
         slot, next_free, now = self.store().query(
@@ -188,6 +233,7 @@ class RateLimiter:
         # API key -> monotonic time before which its schedule surely has no free slot: what
         # this process last learned of it. Slots are only ever taken, so it stays true.
         self._full_until = {}
+        self._expired_at = time.monotonic()  # the first look comes EXPIRE_EVERY after start
         self.schedule = None
         if self.interval:
             self.schedule = PostgresSchedule(store) if store else FileSchedule(instance_id)
@@ -207,6 +253,7 @@ class RateLimiter:
         and the margin covers only 100 ms of that in any second."""
         if not self.interval:
             return time.time()
+        self._expire_idle()
         deadline = time.monotonic() + max_wait
         if self._waiting >= self.max_waiting:
             max_wait = 0.0
@@ -225,6 +272,24 @@ class RateLimiter:
             with self._lock:
                 self.late += 1
             max_wait = min(max_wait, deadline - time.monotonic())
+
+    def charge(self, api_key):
+        """Take `api_key`'s next slot without waiting for it: a send Vonage took without one
+        (the first of a key and secret not known good, sending.py) is counted all the same."""
+        if self.interval:
+            _, wait = self.schedule.reserve(api_key, self.interval, CLOCK_STEP)
+            self._learn(api_key, wait + self.interval)  # as `acquire` does
+
+    def _expire_idle(self):
+        """Every EXPIRE_EVERY s, one send of this process removes the idle schedules."""
+        with self._lock:
+            if time.monotonic() - self._expired_at < EXPIRE_EVERY:
+                return
+            self._expired_at = time.monotonic()
+        try:
+            self.schedule.expire(IDLE_AFTER)
+        except Exception:  # a send never fails for housekeeping
+            log.exception("could not remove idle send schedules")
 
     def check(self, api_key, max_wait):
         """Raise the Failure(429) `acquire` would raise now, taking nothing: a cheap look that

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from . import credentials, observe, phone
 from .errors import Failure
+from .pair_checks import NotChecked
 from .send_records import Record
 from .store import StoreUnavailable
-from .vonage import build_message
+from .vonage import VonageError, build_message
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 3200
@@ -124,7 +125,7 @@ def success(message_uuid):
 def send(services, req, api_key, api_secret):
     """Answer one MoEngage send. Never sends twice for a retried or identical request; the
     whole answer fits in VONAGE_TIMEOUT. `events` are opt-out syncs the send made due."""
-    settings, store = services.settings, services.store
+    settings = services.settings
     started = time.monotonic()
     now = services.clock.now()  # the database's: instances agree on windows and staleness
     credentials.check_allowed(settings, api_key)
@@ -134,7 +135,38 @@ def send(services, req, api_key, api_secret):
         legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
         if legacy:
             return _answer(*legacy)
-    if services.limiter.interval and not (key and store.send_outcome(key) is not None):
+    try:  # before any write: a caller without credentials leaves nothing behind
+        ticket = credentials.admit(services, api_key, api_secret, pair, req.to, started)
+    except (NotChecked, credentials.Unconfirmed, VonageError) as failure:
+        return _refused(services, req, failure, pair, started)
+    try:
+        return _admitted(services, req, (api_key, api_secret, pair), key, window, ticket, started)
+    finally:
+        ticket.release()
+
+
+def _refused(services, req, failure, pair, started):
+    """A send `credentials.admit` refused (any other Failure, a database one, goes up to the
+    error handler as before). One refused before anything reached Vonage is
+    counted, and logged and traced at most once a minute per pair (pair_checks.py)."""
+    if not isinstance(failure, NotChecked):
+        log_failure(req, failure)
+        observe.sent(services, req, failure.status, failure.answer(), started)
+    elif observe.refused(services, req, failure, pair, started):
+        log_failure(req, failure)
+    return _answer(failure.status, failure.answer(), failure.retry_after)
+
+
+def _admitted(services, req, caller, key, window, ticket, started):
+    """The send of a caller `admit` let through: `caller` is (api_key, api_secret, pair)."""
+    settings, store = services.settings, services.store
+    api_key, _, pair = caller
+    now = services.clock.now()
+    if (
+        services.limiter.interval
+        and ticket.known
+        and not (key and store.send_outcome(key) is not None)
+    ):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
@@ -147,7 +179,7 @@ def send(services, req, api_key, api_secret):
     kept = key and services.late_records.answer(key)
     if kept and kept.remember and (window is None or now - kept.finished_at < window):
         log.info("send to=%s answered from an earlier one not recorded yet", phone.mask(req.to))
-        observe.sent(services, req, kept.status, kept.answer, started, replay=True)
+        observe.sent(services, req, kept.status, kept.answer, started, replay=True, api_key=api_key)
         return _answer(kept.status, kept.answer)
     if key:
         claim = store.claim_send(
@@ -173,7 +205,7 @@ def send(services, req, api_key, api_secret):
             return _join(services, key, started + settings.vonage_timeout + 0.25, req)
     accepted = False  # did Vonage accept this caller's key and secret?
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
+        message_uuid = _send_once(services, req, caller, ticket, started)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
         accepted = True
     except Failure as failure:
@@ -182,6 +214,8 @@ def send(services, req, api_key, api_secret):
         status, answer = failure.status, failure.answer()
         remember, retry_after = failure.remember, failure.retry_after
         log_failure(req, failure)
+        if isinstance(failure, VonageError) and failure.status == 401:
+            credentials.refused(services, pair, failure)  # Vonage refused the pair
     except Exception:
         # Our own fault (the database, say), before or without a Vonage answer: release the
         # key so MoEngage's retry tries again instead of waiting out a stale claim.
@@ -248,8 +282,9 @@ def log_failure(req, failure):
     )
 
 
-def _send_once(services, req, api_key, api_secret, pair, started):
+def _send_once(services, req, caller, ticket, started):
     settings = services.settings
+    api_key, api_secret, pair = caller
     if services.store.is_opted_out(req.to):
         remaining = settings.vonage_timeout - (time.monotonic() - started)
         credentials.confirm(services, api_key, api_secret, pair, time.time(), remaining)
@@ -268,7 +303,8 @@ def _send_once(services, req, api_key, api_secret, pair, started):
         entity_id=req.entity_id,
         webhook_url=settings.status_webhook_url,
     )
-    services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
+    if ticket.known:  # a pair not known good takes no slot: it is a probe (credentials.admit)
+        services.limiter.acquire(api_key, max_wait=max_wait_for_slot(settings, started))
     remaining = settings.vonage_timeout - (time.monotonic() - started)
     if remaining < MIN_VONAGE_SECONDS:
         raise Failure(
@@ -281,6 +317,8 @@ def _send_once(services, req, api_key, api_secret, pair, started):
     message_uuid = observe.vonage_call(
         lambda on_answer: services.vonage.send(api_key, api_secret, message, remaining, on_answer)
     )
+    if ticket.probe:
+        credentials.probe_accepted(services, api_key, pair)
     # One line a send, once its outcome is known: under load each line costs a lock and a
     # write, and two a send were 6-8 % of its CPU (bench/RESULTS.md).
     log.info(

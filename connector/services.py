@@ -9,6 +9,7 @@ from .credentials import AcceptedPairs, LegacyRefs
 from .evidence import Evidence
 from .moengage import MoEngageClient
 from .outbox import Sweeper
+from .pair_checks import PairChecks
 from .ratelimit import RateLimiter
 from .retention import Pruner
 from .send_records import LateRecords
@@ -35,6 +36,8 @@ class Services:
     late_records: LateRecords = field(default_factory=LateRecords)
     # Set by `connector.start` (a server): the store's statements then fit in a request.
     serving: bool = False
+    # Checks of pairs not known good, bounded per pair, per instance and in the trail.
+    pair_checks: PairChecks | None = None
     _store: Store | None = field(default=None, repr=False)
     _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -90,6 +93,10 @@ def build_services(settings):
         ),
         sweeper=Sweeper(settings.pending_sweep_seconds),
         evidence=Evidence(settings.evidence_flush_seconds, settings.warning_clear_seconds),
+        pair_checks=PairChecks(
+            describe(settings),
+            None if settings.database_url else f"{settings.database_path}-checks",
+        ),
     )
     if settings.database_url:  # instances share the database's clock
         ctx.clock = Clock(lambda: ctx.store)

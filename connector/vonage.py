@@ -12,7 +12,7 @@ import time
 from collections import namedtuple
 from email.utils import parsedate_to_datetime
 
-from urllib3.exceptions import ConnectTimeoutError, HTTPError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as TimedOut
 
 from .errors import Failure
@@ -192,8 +192,9 @@ class VonageClient:
 
     def check_credentials(self, api_key, api_secret, timeout):
         """Return if Vonage's Account API accepts the key and secret (GET
-        /account/get-balance); raise VonageError 401 (as a send would) if it refuses them,
-        another VonageError if it cannot tell within `timeout`."""
+        /account/get-balance answers 200 with the balance); raise VonageError 401 (as a send
+        would) if it refuses them (401/403), VonageError 502 if it cannot tell within
+        `timeout`: unreachable, too slow, or any other answer (a 5xx, a 404, a proxy's page)."""
         deadline = Deadline(timeout)
         response = None
         try:
@@ -208,15 +209,30 @@ class VonageClient:
                 body = response.read()
                 if call.expired:
                     raise _Cut()
-        except (HTTPError, OSError, _Cut):
+        except (HTTPError, OSError, _Cut) as exc:
             if response is not None:
                 response.close()
-            raise VonageError(502, "Vonage's Account API did not answer in time") from None
+            refused = isinstance(exc, NewConnectionError)  # a ConnectTimeoutError too
+            slow = call.expired or (isinstance(exc, (TimedOut, TimeoutError, _Cut)) and not refused)
+            raise VonageError(
+                502,
+                f"Vonage's Account API did not answer within {timeout:.1f} s"
+                if slow
+                else f"Vonage's Account API could not be reached ({type(exc).__name__})",
+            ) from None
         answer = Answer(response.status, response.headers, body, response.reason)
-        if answer.status == 200:
+        if answer.status in (401, 403):
+            raise VonageError(
+                ANSWER_FOR[answer.status], f"Vonage {answer.status}: {_problem(answer)}"
+            )
+        if answer.status == 200 and _is_balance(answer):
             return
-        status = ANSWER_FOR.get(answer.status) if answer.status in (401, 403) else 502
-        raise VonageError(status, f"Vonage {answer.status}: {_problem(answer)}")
+        if 200 <= answer.status < 300:
+            kind = answer.headers.get("Content-Type", "no type").split(";")[0][:50]
+            raise VonageError(
+                502, f"Vonage's Account API answered {answer.status} without a balance ({kind})"
+            )
+        raise VonageError(502, f"Vonage's Account API answered {answer.status}: {_problem(answer)}")
 
     @staticmethod
     def _pause(deadline, seconds, reserve=0.1):
@@ -239,6 +255,14 @@ def _never_sent(exc):
     """True when the error proves no byte of the request reached Vonage (refused, no route,
     unknown host, connect timeout); a connection that broke later may have carried the send."""
     return isinstance(exc, ConnectTimeoutError)  # NewConnectionError is one too
+
+
+def _is_balance(answer):
+    """Is this the Account API's balance (`{"value": 10.28, "autoReload": false}`)? Anything
+    else (a proxy's or a captive portal's page) confirms nothing."""
+    body = answer.json()
+    value = body.get("value") if isinstance(body, dict) else None
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _message_uuid(answer):

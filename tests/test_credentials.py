@@ -133,11 +133,12 @@ def test_a_send_vonage_took_writes_nothing_more_to_the_store(app, client, vonage
     assert store.credentials_accepted_at(pair_hash(API_KEY, API_SECRET)) is None
 
 
-def test_an_unconfirmed_pair_is_401_when_the_account_api_fails(app, client, vonage):
+def test_an_unconfirmed_pair_is_503_when_the_account_api_fails(app, client, vonage):
+    """Issue 19 part 2: not 401 (a wrong secret) but 503, and still no word of the opt-out."""
     opt_out(app)
     vonage.script(Answer(500, {"title": "Internal Server Error"}))
     response = send(client, GOOD)
-    assert response.status_code == 401
+    assert response.status_code == 503
     assert "opted out" not in response.json["error"]
     assert send(client, GOOD).status_code == 422  # confirmed once Vonage answers
 

@@ -182,3 +182,84 @@ def test_check_refuses_as_acquire_would_and_takes_nothing():
     assert refused.value.status == 429 and refused.value.retry_after == 2
     limiter.check("key-1", max_wait=2)  # a look only: the slot is still free for acquire
     assert limiter.acquire("key-1", max_wait=2) - first == pytest.approx(1 + MARGIN)
+
+
+# -- issue 20 part 2: schedules only for keys that send, and idle ones removed -----------------
+
+
+def test_a_look_creates_no_schedule_and_idle_schedules_are_removed(tmp_path):
+    limiter = RateLimiter(50, f"test:{uuid.uuid4()}")
+    limiter.check("random-key", max_wait=0)  # a look at a key that never sent
+    assert os.listdir(limiter.schedule.directory) == []
+    limiter.acquire("key-1", max_wait=1)
+    limiter.acquire("key-2", max_wait=1)
+    assert limiter.schedule.expire(3600) == 0  # both sent just now
+    time.sleep(limiter.interval + 0.05)
+    assert limiter.schedule.expire(0.01) == 2  # both idle: gone
+    assert os.listdir(limiter.schedule.directory) == []
+    limiter.acquire("key-1", max_wait=1)  # a key that sends again starts afresh
+    assert len(os.listdir(limiter.schedule.directory)) == 1
+
+
+def test_a_slot_taken_as_its_idle_schedule_is_removed_is_not_lost(tmp_path):
+    """`expire` unlinks under the file's lock; a `reserve` that opened the file before sees
+    it gone and takes its slot in the new one, so no two sends share a slot."""
+    limiter = RateLimiter(2, f"test:{uuid.uuid4()}")
+    schedule = limiter.schedule
+    limiter.acquire("key-1", max_wait=1)
+    [name] = os.listdir(schedule.directory)
+    path = os.path.join(schedule.directory, name)
+    real_open = os.open
+
+    def open_then_expire(file, flags, *mode):
+        fd = real_open(file, flags, *mode)
+        if file == path and flags & os.O_CREAT:
+            os.open = real_open
+            time.sleep(limiter.interval + 0.05)
+            assert schedule.expire(0.01) == 1  # removed between reserve's open and its lock
+        return fd
+
+    os.open = open_then_expire
+    try:
+        first, _ = schedule.reserve("key-1", limiter.interval, max_wait=5)
+    finally:
+        os.open = real_open
+    assert os.path.exists(path)  # the slot went into the file now there
+    second, _ = schedule.reserve("key-1", limiter.interval, max_wait=5)
+    assert second - first == pytest.approx(limiter.interval)
+
+
+def test_a_limiter_removes_idle_schedules_every_so_often(monkeypatch):
+    limiter = RateLimiter(50, f"test:{uuid.uuid4()}")
+    limiter.acquire("old-key", max_wait=1)
+    monkeypatch.setattr("connector.ratelimit.IDLE_AFTER", 0.01)
+    time.sleep(limiter.interval + 0.05)
+    limiter.acquire("key-1", max_wait=1)  # too soon after start: nothing removed
+    assert len(os.listdir(limiter.schedule.directory)) == 2
+    limiter._expired_at -= 601
+    time.sleep(limiter.interval + 0.05)
+    limiter.acquire("key-1", max_wait=1)
+    assert os.listdir(limiter.schedule.directory) == [os.path.basename(_path(limiter, "key-1"))]
+
+
+def _path(limiter, api_key):
+    from connector.ratelimit import _key_name
+
+    return os.path.join(limiter.schedule.directory, _key_name(api_key))
+
+
+@pytest.mark.skipif(not pgtest.URL, reason=pgtest.SKIP_REASON)
+def test_postgresql_idle_schedule_rows_are_removed():
+    with pgtest.fresh_schema() as url:
+        store = open_store(load_settings({"database_url": url}, environ={}))
+        try:
+            limiter = RateLimiter(50, f"dyno:{uuid.uuid4()}", store=lambda: store)
+            limiter.check("random-key", max_wait=0)
+            limiter.acquire("key-1", max_wait=1)
+            assert store.query("SELECT count(*) FROM send_schedule") == [(1,)]
+            assert limiter.schedule.expire(3600) == 0
+            time.sleep(limiter.interval + 0.05)
+            assert limiter.schedule.expire(0.01) == 1
+            assert store.query("SELECT count(*) FROM send_schedule") == [(0,)]
+        finally:
+            store.close()

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..errors import Failure
 from . import journal
+from .refused import RefusedPairs
 from .retention import Retention
 
 
@@ -142,7 +143,7 @@ def _pending_or_duplicate(state: str) -> str:
     return "pending" if state == "pending" else "duplicate"
 
 
-class Store(Retention):
+class Store(Retention, RefusedPairs):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------

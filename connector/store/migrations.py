@@ -211,6 +211,20 @@ CONSOLE = [
 ]
 
 
+# Keyed hashes of the key and secret pairs Vonage refused (401/403), kept ten minutes
+# (connector/store/refused.py): every worker and instance answers a wrong pair again without
+# asking Vonage, and unauthenticated traffic cannot make the connector call it per request.
+REFUSED_CREDENTIALS = [
+    """CREATE TABLE IF NOT EXISTS refused_credentials (
+        pair_hash TEXT PRIMARY KEY,
+        refused_at {real} NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS refused_credentials_by_age ON refused_credentials (refused_at)",
+]
+
+
 STEPS: list[tuple[str, list[Any]]] = [
     # Also a no-op on a database made before versions were recorded: same tables, IF NOT EXISTS.
     ("sends, contacts, subscriptions and events", FIRST_RELEASE),
@@ -221,6 +235,7 @@ STEPS: list[tuple[str, list[Any]]] = [
     ("indexes by age, for retention", RETENTION),
     ("sends.tracking_id: the first release refuses to start on this database", ROLLBACK_GUARD),
     ("console: tally, sessions, sign-in attempts, search indexes", CONSOLE),
+    ("refused_credentials: pairs Vonage refused, kept 10 minutes", REFUSED_CREDENTIALS),
 ]
 LATEST = len(STEPS)
 
