@@ -5,10 +5,13 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from . import logsafe
 from .config import load_settings
 from .errors import Failure
 from .payload import MAX_BODY, TOO_LARGE
 from .services import build_services
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def create_app(config=None, environ=None):
@@ -57,10 +60,12 @@ def start(app):
 
 
 def configure_logging(level):
-    """One line per event on stderr, where a PaaS collects it."""
+    """One line per event on stderr, where a PaaS collects it; values callers supplied are
+    escaped as each record is made (logsafe.py), so no caller can write a line of its own."""
+    logsafe.install()
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
     logging.getLogger("connector").setLevel(level)
 
 
