@@ -213,6 +213,27 @@ def wrong_host(ctx, rows, now):
     ]
 
 
+def untranslated_webhooks(ctx, rows, now):
+    found = []
+    for key, row in sorted(rows.items()):
+        if key.startswith("untranslated:"):
+            route = key.split(":", 1)[1]
+            found.append(
+                _warning(
+                    "untranslated-webhooks",
+                    f"{row['count']} signed Vonage {route} webhooks were acknowledged but not "
+                    f"forwarded: the connector does not translate their form; the last one was "
+                    f"{row['detail']['form']}.",
+                    "The connector reads SMS text webhooks in Messages API v1 and v0.1. In the "
+                    "Vonage Dashboard, open Applications > this application > Edit > Messages "
+                    'and set "Webhook version" to v1; point other channels (WhatsApp, MMS, '
+                    "Viber, Messenger) at an application of their own.",
+                    row,
+                )
+            )
+    return found
+
+
 RULES = [
     send_authorization,
     vonage_credentials,
@@ -222,6 +243,7 @@ RULES = [
     data_api,
     carrier_rejections,
     wrong_host,
+    untranslated_webhooks,
 ]
 
 

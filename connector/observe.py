@@ -162,6 +162,11 @@ def inbound(ctx, body, number, word, subscription, event_ts, first):
         ctx.evidence.seen(6, "no_customer", subscription=subscription)
 
 
+def untranslated(ctx, path, form):
+    """webhooks.py: a signed webhook of a form the connector does not forward."""
+    ctx.evidence.seen(9, f"untranslated:{path.rsplit('/', 1)[-1]}", form=form[:100])
+
+
 def rejected(ctx, reason):
     """webhooks.py: a webhook refused by signatures.verify."""
     from .doctor import signature_check

@@ -39,6 +39,13 @@ def signed(view):
         try:
             g.body = payload.load_json(raw)
             return view()
+        except translate.Untranslated as untranslated:
+            # Signed by Vonage, so a 4xx would drop it for good: acknowledged, logged, counted.
+            log.warning(
+                "webhook %s acknowledged, not forwarded: %s", request.path, untranslated.form
+            )
+            observe.untranslated(services(), request.path, untranslated.form)
+            return _ack("ignored")
         except Failure as failure:
             if failure.status < 500:
                 # Signed by Vonage but unusable: a 4xx, which Vonage does not retry, so a poison
@@ -58,7 +65,7 @@ def signed(view):
 @signed
 def status():
     ctx = services()
-    body = translate.require(g.body, "message_uuid", "status")
+    body = translate.read_status(g.body)
     uuid, vonage_status = body["message_uuid"], body["status"]
     mapped = translate.STATUS_MAP.get(vonage_status)
     if mapped is None:
@@ -86,9 +93,7 @@ def status():
 @signed
 def inbound():
     ctx = services()
-    body = translate.require(g.body, "message_uuid", "from")
-    if not isinstance(body.get("text"), str):
-        raise Failure(400, "missing or not a string: text")
+    body = translate.read_inbound(g.body)
     settings = ctx.settings
     word, subscription = keywords.classify(
         body["text"], settings.opt_out_keywords, settings.opt_in_keywords
