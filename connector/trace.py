@@ -169,7 +169,7 @@ def _send_entries(row, hide):
 def _why_not(outcome):
     return {
         "duplicate": "a redelivery: MoEngage already has it",
-        "superseded": "a final status was already forwarded",
+        "superseded": "a final status of this message was stored first (the first one wins)",
         "ignored": "not a status MoEngage tracks",
     }.get(outcome, outcome)
 

@@ -11,10 +11,10 @@ from collections import namedtuple
 
 from ..errors import Failure
 from .retention import Retention
+from .statuses import Lease, Statuses
 
 Claim = namedtuple("Claim", "kind token status answer")  # kind: new | replay | wait
 Event = namedtuple("Event", "id dedupe_key message_uuid target payload is_final attempts")
-Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
 
 OPTOUT = "OPTOUT"
 OPTIN = "OPTIN"
@@ -42,7 +42,7 @@ def _event(row):
     return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
-class Store(Retention):
+class Store(Statuses, Retention):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
@@ -260,11 +260,13 @@ class Store(Retention):
             return True, self._sync_subscription(tx, key, number, state, now, sync)
 
     # -- the outbox ----------------------------------------------------------------------------
-    def _add_event(self, tx, key, message_uuid, target, payload, is_final, now, until=None):
+    def _add_event(
+        self, tx, key, message_uuid, target, payload, is_final, now, until=None, state="pending"
+    ):
         """Insert a pending event (leased until `until`, one attempt begun, if given)."""
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
-            " created_at, lease_until, attempts) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+            " created_at, lease_until, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             (
                 key,
@@ -272,6 +274,7 @@ class Store(Retention):
                 target,
                 _dumps(payload),
                 int(is_final),
+                state,
                 now,
                 until,
                 int(bool(until)),
@@ -280,44 +283,6 @@ class Store(Retention):
         if not cur.rowcount:
             return []
         return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
-
-    def record_status(self, message_uuid, status, is_final, payload, now, lease=None):
-        """Store a delivery event for MoEngage once per (message_uuid, status).
-
-        Returns (outcome, event_id, lease): ("new" | "pending", id, ...) when it is to be
-        forwarded, ("duplicate", id, None) when MoEngage already has it, ("superseded", None,
-        None) when a final status was already forwarded. With `lease` (seconds, or a {target:
-        seconds} table, as `lease_event` takes), a new event is stored already leased to the
-        caller, the Lease third, so its forward takes no transaction of its own; else None.
-        """
-        key = f"status:{message_uuid}:{status}"
-        with self.transaction() as tx:
-            row = tx.execute(
-                "SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock, (key,)
-            ).fetchone()
-            if row is not None:
-                return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
-            if self._final_sent(tx, message_uuid):
-                return "superseded", None, None
-            if payload.get("trackingId") == message_uuid:  # _event() puts it back
-                payload = {k: v for k, v in payload.items() if k != "trackingId"}
-            seconds = lease.get("tracking") if isinstance(lease, dict) else lease
-            until = now + seconds if seconds else None
-            added = self._add_event(
-                tx, key, message_uuid, "tracking", payload, is_final, now, until
-            )
-            if added:
-                if not until:
-                    return "new", added[0], None
-                # As lease_event would read it back: the attempts before this one.
-                row = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
-                return "new", added[0], Lease("leased", _event(row), until)
-            # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
-            # exist could not be locked); our INSERT waited for its commit, so it is visible now.
-            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
-            if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
-                return "duplicate", None, None
-            return ("pending" if row[1] == "pending" else "duplicate"), row[0], None
 
     def record_inbound(self, message_uuid, number, subscription, event_ts, payload, now, sync):
         """Store an inbound reply's forward and, the first time it is seen, its opt-out/opt-in.
@@ -348,25 +313,25 @@ class Store(Retention):
             ]
             return first, ids
 
-    def _final_sent(self, tx, message_uuid):
-        return (
-            tx.execute(
-                "SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
-                " AND state = 'sent' AND target = 'tracking'",
-                (message_uuid,),
-            ).fetchone()
-            is not None
-        )
-
     def lease_event(self, event_id, now, seconds):
         """Take event `event_id` for one forward attempt, so two workers never post it at once.
 
         `seconds` is how long the lease holds (a number, or a {target: seconds} table): just
         over the longest a forward may take, so a lease held by a worker that died lapses soon.
         Returns Lease("leased", event, until), or Lease(why not, None, until): "sent" (MoEngage
-        has it), "superseded", "gone" (no such event), or "busy" (leased by another until `until`).
+        has it), "superseded", "gone" (no such event), "busy" (leased by another until `until`)
+        or "blocked" (a final status waiting for a `sent` of its message being posted, until
+        `until` at the latest).
         """
         with self.transaction() as tx:
+            found = tx.execute(
+                "SELECT message_uuid, dedupe_key FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if found is None:
+                return Lease("gone", None, None)
+            is_status = found[1].startswith("status:")
+            if is_status:  # before the row's lock, in the order record_status takes them
+                self.lock_message(tx, found[0])
             row = tx.execute(
                 f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events WHERE id = ?" + self.lock,
                 (event_id,),
@@ -378,9 +343,11 @@ class Store(Retention):
             if row[8] is not None and row[8] > now:
                 return Lease("busy", None, row[8])
             event = _event(row)
-            if event.dedupe_key.startswith("status:") and self._final_sent(tx, event.message_uuid):
-                tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
-                return Lease("superseded", None, None)
+            refused = self.status_lease_refused(tx, event, now) if is_status else None
+            if refused is not None:
+                if refused.outcome == "superseded":
+                    tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
+                return refused
             until = now + (seconds[event.target] if isinstance(seconds, dict) else seconds)
             tx.execute(
                 "UPDATE events SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
