@@ -213,6 +213,24 @@ def wrong_host(ctx, rows, now):
     ]
 
 
+def foreign_statuses(ctx, rows, now):
+    row = rows.get("foreign")
+    if not row:
+        return []
+    return [
+        _warning(
+            "foreign-statuses",
+            f"{row['count']} status webhooks were for messages this connector has no send of, "
+            f"and were not forwarded to MoEngage; the last one: message_uuid "
+            f"{row['detail']['message_uuid']}.",
+            "Another system sends through this Vonage application, whose Status URL points "
+            "here: give each its own Vonage application. A message older than RETENTION_DAYS "
+            "is forgotten too, so its late statuses also count here.",
+            row,
+        )
+    ]
+
+
 def untranslated_webhooks(ctx, rows, now):
     found = []
     for key, row in sorted(rows.items()):
@@ -244,6 +262,7 @@ RULES = [
     carrier_rejections,
     wrong_host,
     untranslated_webhooks,
+    foreign_statuses,
 ]
 
 

@@ -14,6 +14,7 @@ from flask import g, request
 from . import cli_ops, trail
 from .errors import Failure
 from .evidence import Evidence
+from .logsafe import escape  # warnings are printed by `doctor`: no control characters
 from .moengage import NotAccepted
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def sent(ctx, req, status, answer, started, replay=False):
 
 def status(ctx, body, outcome):
     """webhooks.py: a verified status webhook and what became of it (new, pending, duplicate,
-    superseded, ignored)."""
+    superseded, ignored, held, foreign)."""
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     sms = body.get("sms") if isinstance(body.get("sms"), dict) else {}
@@ -162,9 +163,14 @@ def inbound(ctx, body, number, word, subscription, event_ts, first):
         ctx.evidence.seen(6, "no_customer", subscription=subscription)
 
 
+def foreign(ctx, message_uuid):
+    """webhooks.py: a status of a message this connector has no send of, dropped."""
+    ctx.evidence.seen(10, "foreign", message_uuid=escape(message_uuid[:100]))
+
+
 def untranslated(ctx, path, form):
     """webhooks.py: a signed webhook of a form the connector does not forward."""
-    ctx.evidence.seen(9, f"untranslated:{path.rsplit('/', 1)[-1]}", form=form[:100])
+    ctx.evidence.seen(9, f"untranslated:{path.rsplit('/', 1)[-1]}", form=escape(form[:100]))
 
 
 def rejected(ctx, reason):

@@ -184,6 +184,8 @@ def send(services, req, api_key, api_secret):
     observe.sent(services, req, status, answer, started)
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
+    elif message_uuid:  # its status webhooks must find it (webhooks.py forwards only those)
+        store.record_sent(message_uuid, req.to, req.campaign_id, req.customer_id, time.time())
     events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
 

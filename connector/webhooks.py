@@ -16,6 +16,10 @@ from .services import services
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
+# A status of no send on record is answered 503 this long after it first came: Vonage's answer
+# to a send can overtake the commit that records it, and Vonage redelivers after 5, 10, 20, 40 s.
+# Still unknown after that, it is another system's message (or one older than RETENTION_DAYS).
+FOREIGN_AFTER_SECONDS = 60.0
 
 
 def signed(view):
@@ -79,8 +83,16 @@ def status():
         translate.delivery_event(body, mapped),
         time.time(),
         lease=outbox.lease_seconds(ctx.settings),  # a new one is ours to forward at once
+        foreign_after=FOREIGN_AFTER_SECONDS,
     )
     observe.status(ctx, body, outcome)
+    if outcome == "held":
+        log.info("status %s of %s waits for its send to be recorded (503)", mapped, uuid)
+        return _held()
+    if outcome == "foreign":
+        log.warning("status %s of %s dropped: not a message this connector sent", mapped, uuid)
+        observe.foreign(ctx, uuid)
+        return _ack("foreign")
     if outcome in ("duplicate", "superseded"):
         log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
         return _ack(outcome)
@@ -156,6 +168,14 @@ def _sweep_when_due(response):
     ctx = services()
     ctx.sweeper.poke(ctx)
     return response
+
+
+def _held():
+    error = (
+        "no send of this message_uuid is recorded yet (its answer may still be being saved); "
+        "redeliver it"
+    )
+    return jsonify({"status": "pending", "error": error}), 503, {"Retry-After": "5"}
 
 
 def _ack(outcome):

@@ -75,6 +75,8 @@ def test_signed_webhooks_cannot_write_log_lines(client, moengage, log_lines):
     webhook(client, "/webhooks/status", status_body("delivered", EVIL))  # not forwarded again
     webhook(client, "/webhooks/inbound", inbound_body("STOP", message_uuid=EVIL))
     webhook(client, "/webhooks/inbound", {**inbound_body(), "text": None, "from": EVIL})
+    webhook(client, "/webhooks/inbound", {**inbound_body(), "channel": EVIL})  # untranslated
+    webhook(client, "/webhooks/status", status_body("delivered", EVIL[::-1]), record=False)
     text, records = log_lines()
-    assert text.count("x\\r\\n2026-01-01") >= 4
+    assert text.count("x\\r\\n2026-01-01") >= 5
     assert_one_line_per_record(text, records)

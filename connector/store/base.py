@@ -127,6 +127,26 @@ class Store(Statuses, Retention):
                 ),
             )
 
+    def record_sent(self, message_uuid, recipient, campaign_id, customer_id, now):
+        """Vonage accepted a send that has no idempotency key (no client_ref, and
+        SEND_DEDUPE_SECONDS=0): kept as a finished send all the same, so its status webhooks
+        are known as this connector's. Its key can never be a send's (those are hashes)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO sends (idem_key, token, state, http_status, message_uuid, recipient,"
+                " campaign_id, customer_id, started_at, finished_at)"
+                " VALUES (?, '', 'done', 200, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
+                (
+                    f"uuid:{message_uuid}",
+                    message_uuid,
+                    recipient,
+                    campaign_id,
+                    customer_id,
+                    now,
+                    now,
+                ),
+            )
+
     def send_outcome(self, key):
         """(token, state, http_status, answer) of `key`, or None."""
         rows = self.query(
