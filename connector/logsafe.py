@@ -52,17 +52,21 @@ def _escaped(record):
     return record
 
 
-def install() -> None:
-    """Make every record of the connector's loggers with escaped values; idempotent."""
-    current = logging.getLogRecordFactory()
-    if getattr(current, "escapes_connector", False):
-        return
+class _EscapingFactory:
+    """The record factory in use before, its connector records escaped."""
 
-    def factory(name, *args, **kwargs):
-        record = current(name, *args, **kwargs)
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def __call__(self, name, *args, **kwargs):
+        record = self.wrapped(name, *args, **kwargs)
         if name == PREFIX or name.startswith(PREFIX + "."):
             _escaped(record)
         return record
 
-    factory.escapes_connector = True
-    logging.setLogRecordFactory(factory)
+
+def install() -> None:
+    """Make every record of the connector's loggers with escaped values; idempotent."""
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _EscapingFactory):
+        logging.setLogRecordFactory(_EscapingFactory(current))

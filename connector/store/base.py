@@ -127,7 +127,14 @@ class Store(Statuses, Retention):
                 ),
             )
 
-    def record_sent(self, message_uuid, recipient, campaign_id, customer_id, now):
+    def record_sent(
+        self,
+        message_uuid: str,
+        recipient: str,
+        campaign_id: str | None,
+        customer_id: str | None,
+        now: float,
+    ) -> None:
         """Vonage accepted a send that has no idempotency key (no client_ref, and
         SEND_DEDUPE_SECONDS=0): kept as a finished send all the same, so its status webhooks
         are known as this connector's. Its key can never be a send's (those are hashes)."""

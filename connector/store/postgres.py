@@ -85,7 +85,7 @@ def _check_if_idle(conn):
 class PostgresStore(Store):
     lock = " FOR UPDATE"
 
-    def lock_message(self, tx, message_uuid):
+    def lock_message(self, tx, message_uuid: str) -> None:
         """Held to the transaction's end; a row lock cannot do it, since a message's first
         status has no row to lock yet. Two messages sharing a hash only wait for each other."""
         tx.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (MESSAGE_LOCK, message_uuid))

@@ -15,6 +15,7 @@ deciding for one message see each other's rows.
 """
 
 from collections import namedtuple
+from typing import Any
 
 Lease = namedtuple("Lease", "outcome event until")  # outcome: leased | sent | superseded | ...
 
@@ -25,13 +26,25 @@ UNMATCHED = ("held", "foreign")  # a status of no message this connector is know
 class Statuses:
     """Mixed into Store: uses its `transaction()`, `lock` and `_add_event`."""
 
-    def lock_message(self, tx, message_uuid):
+    lock = ""
+
+    def transaction(self) -> Any:
+        raise NotImplementedError
+
+    def lock_message(self, tx: Any, message_uuid: str) -> None:
         """Serialise deciding for one message; a backend without row-level writers (SQLite)
         needs nothing more than its transaction."""
 
     def record_status(
-        self, message_uuid, status, is_final, payload, now, lease=None, foreign_after=None
-    ):
+        self,
+        message_uuid: str,
+        status: str,
+        is_final: bool,
+        payload: dict,
+        now: float,
+        lease: float | dict | None = None,
+        foreign_after: float | None = None,
+    ) -> tuple[str, int | None, Lease | None]:
         """Store a delivery event for MoEngage once per (message_uuid, status).
 
         Returns (outcome, event_id, lease): "new" or "pending" (to be forwarded), "duplicate"
@@ -94,7 +107,7 @@ class Statuses:
             tx.execute("UPDATE events SET state = ? WHERE id = ?", (state, row[0]))
         return state, row[0], None
 
-    def status_lease_refused(self, tx, event, now):
+    def status_lease_refused(self, tx: Any, event: Any, now: float) -> Lease | None:
         """Why a status event may not be leased now: a Lease, or None when it may."""
         if event.is_final:
             if self._final_stored(tx, event.message_uuid, before=event.id):
