@@ -6,12 +6,14 @@ MoEngage gets exactly one final per message and never a `sent` after it. Many th
 app here (both backends); two instances on one PostgreSQL in test_scaleout.py.
 """
 
+import json
 import threading
 import time
 import uuid
 
 import pytest
-from conftest import status_body, webhook
+from conftest import AUTH, status_body, webhook
+from standins import Answer
 
 STORM = ("submitted", "delivered", "rejected") * 2  # each status, and Vonage's redelivery
 FINAL = {"delivered", "failed"}
@@ -86,8 +88,6 @@ def test_submitted_and_delivered_together_never_end_on_sent(make_app, moengage):
 def test_the_first_final_stored_wins_even_before_moengage_has_it(make_app, moengage):
     """MoEngage refuses the first final: it stays pending, and a later final is still not
     forwarded; the first one is, on Vonage's redelivery."""
-    from standins import Answer
-
     app = make_app()
     client = app.test_client()
     moengage.script(Answer(503, {}))
@@ -100,8 +100,6 @@ def test_the_first_final_stored_wins_even_before_moengage_has_it(make_app, moeng
 
 
 def test_a_sent_waiting_when_the_final_is_stored_is_dropped(make_app, moengage):
-    from standins import Answer
-
     app = make_app()
     client, store = app.test_client(), app.extensions["connector"].store
     moengage.script(Answer(503, {}))
@@ -129,3 +127,18 @@ def test_a_final_waits_for_a_sent_being_posted(make_app, moengage, repeat):
     assert moengage_saw(moengage) == {message: ["sent", "delivered"]}
     sent, final = sorted(moengage.posts("/sms/dlr/custom/42"), key=lambda r: r["time"])
     assert final["time"] >= sent["time"] + moengage.latency  # posted once `sent` was answered
+
+
+def test_the_report_counts_the_final_that_won(make_app, vonage, moengage):
+    app = make_app()
+    client = app.test_client()
+    message = client.post("/", json={"to": "447700900000", "text": "hi"}, headers=AUTH)
+    message = message.get_json()["trackingId"]
+    moengage.script(Answer(503, {}))
+    webhook(client, "/webhooks/status", status_body("rejected", message), record=False).close()
+    webhook(client, "/webhooks/status", status_body("delivered", message), record=False).close()
+    result = app.test_cli_runner().invoke(
+        args=["report", "--since", "2000-01-01T00:00:00Z", "--json"]
+    )
+    report = json.loads(result.output)
+    assert report["delivered"] == 0 and [f["count"] for f in report["failures"]] == [1]
