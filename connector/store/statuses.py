@@ -80,9 +80,9 @@ class Statuses:
         in_flight = is_final and self._sent_in_flight(tx, message_uuid, None, now)
         until = now + seconds if seconds and not in_flight else None
         added = self._add_event(tx, key, message_uuid, "tracking", payload, is_final, now, until)
-        if not added:
-            # PostgreSQL, an old event pruned since our SELECT: MoEngage had it.
-            return "duplicate", None, None
+        if not added:  # stored meanwhile by a writer that takes no message lock (a copy)
+            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
+            return (_outcome_of(row[1]), row[0], None) if row else ("duplicate", None, None)
         if is_final:
             self._drop_waiting_sent(tx, message_uuid, now)
         if not until:
