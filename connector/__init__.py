@@ -7,7 +7,7 @@ import click
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from . import cli, dispatch, health, request_hooks, webhooks
+from . import cli, dispatch, health, logsafe, request_hooks, webhooks
 from .config import load_settings
 from .errors import Failure
 from .payload import MAX_BODY, TOO_LARGE
@@ -16,6 +16,8 @@ from .version import __version__
 
 __all__ = ["__version__", "create_app", "start"]
 from .setting import SettingError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def create_app(config=None, environ=None):
@@ -78,10 +80,12 @@ def _level(settings, config, environ):
 
 
 def configure_logging(level):
-    """One line per event on stderr, where a PaaS collects it."""
+    """One line per event on stderr, where a PaaS collects it; values callers supplied are
+    escaped as each record is made (logsafe.py), so no caller can write a line of its own."""
+    logsafe.install()
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
     logging.getLogger("connector").setLevel(level)
 
 

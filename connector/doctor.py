@@ -327,6 +327,45 @@ def database_locks(ctx, rows, now):
     return found
 
 
+def foreign_statuses(ctx, rows, now):
+    row = rows.get("foreign")
+    if not row:
+        return []
+    return [
+        _warning(
+            "foreign-statuses",
+            f"{row['count']} status webhooks were for messages this connector has no send of, "
+            f"and were not forwarded to MoEngage; the last one: message_uuid "
+            f"{row['detail']['message_uuid']}.",
+            "Another system sends through this Vonage application, whose Status URL points "
+            "here: give each its own Vonage application. A message older than RETENTION_DAYS "
+            "is forgotten too, so its late statuses also count here.",
+            row,
+        )
+    ]
+
+
+def untranslated_webhooks(ctx, rows, now):
+    found = []
+    for key, row in sorted(rows.items()):
+        if key.startswith("untranslated:"):
+            route = key.split(":", 1)[1]
+            found.append(
+                _warning(
+                    "untranslated-webhooks",
+                    f"{row['count']} signed Vonage {route} webhooks were acknowledged but not "
+                    f"forwarded: the connector does not translate their form; the last one was "
+                    f"{row['detail']['form']}.",
+                    "The connector reads SMS text webhooks in Messages API v1 and v0.1. In the "
+                    "Vonage Dashboard, open Applications > this application > Edit > Messages "
+                    'and set "Webhook version" to v1; point other channels (WhatsApp, MMS, '
+                    "Viber, Messenger) at an application of their own.",
+                    row,
+                )
+            )
+    return found
+
+
 RULES = [
     send_authorization,
     vonage_credentials,
@@ -344,6 +383,8 @@ RULES = [
     database_locks,
     credential_warnings.account_api,
     credential_warnings.refused_pairs,
+    untranslated_webhooks,
+    foreign_statuses,
 ]
 
 

@@ -7,6 +7,7 @@ import time
 
 from . import countries, trail
 from .errors import Failure
+from .logsafe import escape  # warnings are printed by `doctor`: no control characters
 from .probing import PROBING, looks_like_vonage, team_key
 
 REFUSED = ("rejected", "undeliverable", "failed")
@@ -39,7 +40,7 @@ def refused(ctx, req, failure, pair, started):
 
 def status(ctx, body, outcome):
     """webhooks.py: a verified status webhook and what became of it (new, pending, duplicate,
-    superseded, ignored)."""
+    superseded, ignored, held, foreign)."""
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     sms = body.get("sms") if isinstance(body.get("sms"), dict) else {}
@@ -79,6 +80,16 @@ def inbound(ctx, body, number, word, subscription, event_ts, first):
     unknown = first and subscription and ctx.settings.data_api_enabled
     if unknown and ctx.store.customer_for(number) is None:
         ctx.evidence.seen(6, "no_customer", subscription=subscription)
+
+
+def foreign(ctx, message_uuid):
+    """webhooks.py: a status of a message this connector has no send of, dropped."""
+    ctx.evidence.seen(10, "foreign", message_uuid=escape(message_uuid[:100]))
+
+
+def untranslated(ctx, path, form):
+    """webhooks.py: a signed webhook of a form the connector does not forward."""
+    ctx.evidence.seen(9, f"untranslated:{path.rsplit('/', 1)[-1]}", form=escape(form[:100]))
 
 
 def rejected(ctx, reason, raw=None):

@@ -48,16 +48,24 @@ def forward(services, event_id, wait=0.0):
 
     An event leased by another worker is waited for up to `wait` seconds: the holder may
     finish it (DONE), fail it (then this call tries), or have died (its lease lapses, and
-    this call takes it over).
+    this call takes it over). So is a final status whose message's `sent` is being posted:
+    MoEngage must have that one first.
     """
     store, clock = services.store, services.clock
     deadline = time.monotonic() + wait
+    pause = 0.02
     while True:
         lease = store.lease_event(event_id, clock.now(), lease_seconds(services.settings))
         if lease.outcome == "leased":
             return post(services, lease)
         if lease.outcome == "superseded":
             return SUPERSEDED
+        if lease.outcome == "blocked":
+            if time.monotonic() >= deadline:
+                return BUSY
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.25)
+            continue
         if lease.outcome != "busy":
             return DONE
         # Waiting holds a thread too: not while MoEngage is known not to answer.

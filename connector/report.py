@@ -2,7 +2,8 @@
 failures by Vonage error code, opt-outs and opt-ins, SMS parts and cost by currency.
 
 Statuses are counted per message (its latest of each kind), redeliveries once; a status that
-arrives after the period still counts for a send made in it.
+arrives after the period still counts for a send made in it. A final status superseded by one
+stored first does not count: the report says what MoEngage was told.
 """
 
 from decimal import Decimal, InvalidOperation
@@ -32,14 +33,18 @@ def build(store, start, end=None, campaign=None):
             label = countries.label(row["number"])
             by_country[label] = by_country.get(label, 0) + 1
     latest = {}  # message_uuid -> its status rows by Vonage status, latest last
+    decided = {}  # the same, without those a final stored first superseded (MoEngage's view)
     for row in trail.since(store, ["status"], start):
         if row["message_uuid"] in accepted:
             latest.setdefault(row["message_uuid"], {})[row.get("vonage_status")] = row
-    delivered = sum(1 for statuses in latest.values() if DELIVERED in statuses)
+            if row.get("outcome") != "superseded":
+                decided.setdefault(row["message_uuid"], {})[row.get("vonage_status")] = row
+    delivered = sum(1 for statuses in decided.values() if DELIVERED in statuses)
     failures, parts, cost = {}, 0, {}
-    for statuses in latest.values():
-        failed = next((statuses[s] for s in FAILED if s in statuses), None)
-        if failed and DELIVERED not in statuses:
+    for message, statuses in latest.items():
+        final = decided.get(message, {})
+        failed = next((final[s] for s in FAILED if s in final), None)
+        if failed and DELIVERED not in final:
             code = failed.get("code") or failed.get("vonage_status")
             failures[code] = failures.get(code, 0) + 1
         priced = [row for row in statuses.values() if row.get("price") is not None]

@@ -236,6 +236,10 @@ def _admitted(services, req, caller, key, window, ticket, started):
         done = services.clock.now()
         record = Record(key, claim.token, status, answer, done, remember, message_uuid, done)
         services.late_records.record(store, record, started + settings.vonage_timeout)
+    elif message_uuid:  # its status webhooks must find it (webhooks.py forwards only those)
+        store.record_sent(
+            message_uuid, req.to, req.campaign_id, req.customer_id, services.clock.now()
+        )
     events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
 

@@ -171,8 +171,10 @@ def _send_entries(row, hide):
 def _why_not(outcome):
     return {
         "duplicate": "a redelivery: MoEngage already has it",
-        "superseded": "a final status was already forwarded",
+        "superseded": "a final status of this message was stored first (the first one wins)",
         "ignored": "not a status MoEngage tracks",
+        "held": "no send of this message recorded yet: answered 503 for Vonage to redeliver",
+        "foreign": "not a message this connector sent (none recorded): dropped",
     }.get(outcome, outcome)
 
 

@@ -16,6 +16,10 @@ from .web_context import services
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
+# A status of no send on record is answered 503 this long after it first came: Vonage's answer
+# to a send can overtake the commit that records it, and Vonage redelivers after 5, 10, 20, 40 s.
+# Still unknown after that, it is another system's message (or one older than RETENTION_DAYS).
+FOREIGN_AFTER_SECONDS = 60.0
 
 
 def signed(view):
@@ -46,6 +50,13 @@ def signed(view):
         try:
             g.body = payload.load_json(raw)
             return view()
+        except translate.Untranslated as untranslated:
+            # Signed by Vonage, so a 4xx would drop it for good: acknowledged, logged, counted.
+            log.warning(
+                "webhook %s acknowledged, not forwarded: %s", request.path, untranslated.form
+            )
+            observe.untranslated(services(), request.path, untranslated.form)
+            return _ack("ignored")
         except Failure as failure:
             if failure.status < 500:
                 # Signed by Vonage but unusable: a 4xx, which Vonage does not retry, so a poison
@@ -65,7 +76,7 @@ def signed(view):
 @signed
 def status():
     ctx = services()
-    body = translate.require(g.body, "message_uuid", "status")
+    body = translate.read_status(g.body)
     uuid, vonage_status = body["message_uuid"], body["status"]
     mapped = translate.STATUS_MAP.get(vonage_status)
     if mapped is None:
@@ -79,11 +90,20 @@ def status():
         translate.delivery_event(body, mapped),
         ctx.clock.now(),  # the database's: a lease holds as long for every instance
         lease=outbox.lease_seconds(ctx.settings),  # a new one is ours to forward at once
+        foreign_after=FOREIGN_AFTER_SECONDS,
     )
-    observe.status(ctx, body, recorded.outcome)
-    if recorded.outcome in ("duplicate", "superseded"):
-        log.info("status %s of %s not forwarded again (%s)", mapped, uuid, recorded.outcome)
-        return _ack(recorded.outcome)
+    outcome = recorded.outcome
+    observe.status(ctx, body, outcome)
+    if outcome == "held":
+        log.info("status %s of %s waits for its send to be recorded (503)", mapped, uuid)
+        return _held()
+    if outcome == "foreign":
+        log.warning("status %s of %s dropped: not a message this connector sent", mapped, uuid)
+        observe.foreign(ctx, uuid)
+        return _ack("foreign")
+    if outcome in ("duplicate", "superseded"):
+        log.info("status %s of %s not forwarded again (%s)", mapped, uuid, outcome)
+        return _ack(outcome)
     if recorded.lease is not None:
         return _answer_for([outbox.post(ctx, recorded.lease)])
     return _forward(ctx, [recorded.event_id])
@@ -93,9 +113,7 @@ def status():
 @signed
 def inbound():
     ctx = services()
-    body = translate.require(g.body, "message_uuid", "from")
-    if not isinstance(body.get("text"), str):
-        raise Failure(400, "missing or not a string: text")
+    body = translate.read_inbound(g.body)
     settings = ctx.settings
     word, subscription = keywords.classify(
         body["text"], settings.opt_out_keywords, settings.opt_in_keywords
@@ -154,6 +172,14 @@ def _answer_for(outcomes):
     else:
         return _ack("forwarded")
     return jsonify({"status": "pending", "error": error}), 503
+
+
+def _held():
+    error = (
+        "no send of this message_uuid is recorded yet (its answer may still be being saved); "
+        "redeliver it"
+    )
+    return jsonify({"status": "pending", "error": error}), 503, {"Retry-After": "5"}
 
 
 def _ack(outcome):

@@ -3,6 +3,7 @@
 
 import base64
 import json
+import time
 import uuid
 
 import pgtest
@@ -11,7 +12,7 @@ from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
 from connector import create_app, signatures, start
 from connector.config import load_settings
-from connector.store import open_store
+from connector.store import StoreUnavailable, open_store
 
 SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"
 AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
@@ -135,10 +136,37 @@ def unused_port():
         return s.getsockname()[1]
 
 
-def webhook(client, path, body, headers=None):
-    """POST a webhook as Vonage does: the JSON bytes that were signed, and the signature."""
+def webhook(client, path, body, headers=None, record=True):
+    """POST a webhook as Vonage does: the JSON bytes that were signed, and the signature.
+
+    A status is of a message this connector sent, as Vonage's are: its send is recorded first
+    (`record=False`: the test made the send itself, or means a message it never sent)."""
+    if record and path.endswith("/status"):
+        record_send(client.application, body)
     raw = json.dumps(body).encode()
     return client.post(path, data=raw, headers=sign(raw) if headers is None else headers)
+
+
+def record_send(app, body):
+    """The send of the status `body`'s message, as sending.py records one Vonage accepted."""
+    message_uuid = body.get("message_uuid") if isinstance(body, dict) else None
+    if isinstance(message_uuid, str) and message_uuid and len(message_uuid) <= 200:
+        store = app.extensions["connector"].store
+        try:
+            store.record_sent(message_uuid, "447700900000", None, None, time.time())
+        except StoreUnavailable:  # the database is gone: the webhook's answer will say so
+            pass
+
+
+def record_sends(database, *bodies):
+    """The sends of the status `bodies`' messages, recorded in the database a server under test
+    (gunicorn) uses, as it records the sends Vonage accepted."""
+    store = open_store(load_settings(database, environ={}))
+    try:
+        for body in bodies:
+            store.record_sent(body["message_uuid"], "447700900000", None, None, time.time())
+    finally:
+        store.close()
 
 
 def status_body(status="delivered", message_uuid="aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", **extra):

@@ -15,7 +15,7 @@ def test_push_sends_what_an_outage_left_pending(app, moengage):
     client = app.test_client()
     moengage.script(Answer(503, {}), Answer(503, {}))
     webhook(client, "/webhooks/status", status_body("submitted"))
-    webhook(client, "/webhooks/status", status_body("delivered"))
+    webhook(client, "/webhooks/status", status_body("delivered", message_uuid="other-message"))
     runner = app.test_cli_runner()
     assert "2 pending" in runner.invoke(args=["pending"]).output
     result = runner.invoke(args=["push"])

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import SIGNATURE_SECRET, inbound_body, status_body
+from conftest import SIGNATURE_SECRET, inbound_body, record_send, status_body
 from gunicorn_proc import ROOT
 from werkzeug.serving import make_server
 
@@ -136,6 +136,7 @@ def write(tmp_path, body):
 
 def test_sign_webhook_posts_a_body_the_connector_accepts(app, serve, moengage, tmp_path):
     url = serve(app)
+    record_send(app, status_body())  # a status of a message the connector sent
     result = app.test_cli_runner().invoke(
         args=["sign-webhook", write(tmp_path, status_body()), "--url", f"{url}/webhooks/status"]
     )

@@ -7,7 +7,7 @@ import sys
 import time
 
 import requests
-from conftest import AUTH, SIGNATURE_SECRET, inbound_body, sign, status_body
+from conftest import AUTH, SIGNATURE_SECRET, inbound_body, record_sends, sign, status_body
 from gunicorn_proc import ROOT, Connector
 from standins import Answer
 
@@ -33,6 +33,7 @@ def connector_env(database, vonage, moengage, **extra):
 
 def test_idempotency_survives_kill_and_restart(tmp_path, database, vonage, moengage):
     env = connector_env(database, vonage, moengage)
+    record_sends(database, status_body(), status_body(message_uuid="p-1"))
     first = Connector(env).start(tmp_path / "gunicorn.log")
     try:
         answer = requests.post(first.url, json=BODY, headers=AUTH, timeout=5)
@@ -78,6 +79,7 @@ def test_opt_outs_forward_dedupe_and_pending_events_survive_kill(
     tmp_path, database, vonage, moengage
 ):
     env = connector_env(database, vonage, moengage)
+    record_sends(database, status_body(), status_body(message_uuid="p-1"))
     first = Connector(env).start(tmp_path / "gunicorn.log")
     try:
         assert signed_post(
@@ -121,6 +123,7 @@ def test_identical_status_on_several_workers_is_forwarded_once(
     tmp_path, database, vonage, moengage
 ):
     moengage.latency = 0.3
+    record_sends(database, status_body())
     connector = Connector(connector_env(database, vonage, moengage), workers=3).start(
         tmp_path / "gunicorn.log"
     )

@@ -126,7 +126,7 @@ def api_key_of(record):
 
 def test_a_webhook_delivered_to_both_at_once_is_forwarded_once(instances, vonage, moengage):
     moengage.latency = 0.2  # both deliveries overlap the forward
-    events = [status_body(message_uuid=str(uuid.uuid4())) for _ in range(3)]
+    events = [status_body(message_uuid=send_through(c.url)) for c in (*instances, instances[0])]
     for event in events:
         raw = json.dumps(event).encode()
         answers = at_once(
@@ -172,3 +172,47 @@ def test_an_opt_out_received_by_one_is_honoured_by_the_other(instances, vonage, 
     assert refused.status_code == 422
     assert "opted out" in refused.json()["error"]
     assert len(vonage.requests) == 1  # only the send before the STOP
+
+
+def send_through(url):
+    """One send through the instance at `url` (waiting out VONAGE_MAX_RPS); its message_uuid."""
+    body = {"to": "447700900004", "text": f"Order {uuid.uuid4()}"}
+    for _ in range(20):
+        answer = requests.post(url, json=body, headers=AUTH, timeout=5)
+        if answer.status_code != 429:
+            break
+        time.sleep(float(answer.headers.get("Retry-After", "1")))
+    assert answer.status_code == 200
+    return answer.json()["trackingId"]
+
+
+def test_statuses_racing_on_both_instances_give_moengage_one_final_each(
+    instances, vonage, moengage
+):
+    """Issue 19 part 5 across instances: each message's submitted, delivered and rejected,
+    twice each (Vonage's redelivery), posted at the same instant to both instances."""
+    moengage.latency = 0.02
+    messages = [send_through(instances[n % 2].url) for n in range(8)]
+    for message in messages:
+        raws = [
+            json.dumps(status_body(status, message)).encode()
+            for status in ("submitted", "delivered", "rejected") * 2
+        ]
+        answers = at_once(
+            [
+                lambda url=c.url, raw=raw: requests.post(
+                    f"{url}/webhooks/status", data=raw, headers=sign(raw), timeout=15
+                )
+                for raw in raws
+                for c in instances
+            ]
+        )
+        assert [a.status_code for a in answers] == [200] * len(answers)
+    seen = {}
+    for post in sorted(moengage.posts("/sms/dlr/custom/42"), key=lambda r: r["time"]):
+        if post["status"] == 200:
+            seen.setdefault(post["json"]["trackingId"], []).append(post["json"]["status"])
+    assert sorted(seen) == sorted(messages)
+    for message, statuses in seen.items():
+        assert [s for s in statuses if s != "sent"] in (["delivered"], ["failed"]), statuses
+        assert statuses[-1] != "sent", statuses

@@ -141,11 +141,6 @@ def test_nothing_is_forwarded_after_a_final_status(client, moengage, final, late
     assert len(forwarded(moengage)) == 1
 
 
-def test_status_for_an_unknown_message_is_still_forwarded(client, moengage):
-    webhook(client, "/webhooks/status", status_body(message_uuid="never-sent-by-us"))
-    assert forwarded(moengage)[0]["trackingId"] == "never-sent-by-us"
-
-
 @pytest.mark.parametrize(
     "outage",
     [

@@ -15,6 +15,7 @@ from ..errors import Failure
 from . import journal
 from .refused import RefusedPairs
 from .retention import Retention
+from .statuses import Lease, Statuses
 
 
 class Claim(NamedTuple):
@@ -34,12 +35,6 @@ class Event(NamedTuple):
     attempts: int
 
 
-class Lease(NamedTuple):
-    outcome: str  # leased | sent | superseded | gone | busy
-    event: Event | None
-    until: float | None
-
-
 class SendOutcome(NamedTuple):
     """What `send_outcome` knows of a send: `state` pending | done | failed."""
 
@@ -47,14 +42,6 @@ class SendOutcome(NamedTuple):
     state: str
     status: int | None
     answer: Any
-
-
-class StatusRecorded(NamedTuple):
-    """`record_status`'s result: `outcome` new | pending | duplicate | superseded."""
-
-    outcome: str
-    event_id: int | None
-    lease: Lease | None
 
 
 class InboundRecorded(NamedTuple):
@@ -143,7 +130,7 @@ def _pending_or_duplicate(state: str) -> str:
     return "pending" if state == "pending" else "duplicate"
 
 
-class Store(Retention, RefusedPairs):
+class Store(Statuses, Retention, RefusedPairs):
     lock = ""  # appended to a SELECT whose row the transaction then updates
 
     # -- backend hooks -------------------------------------------------------------------------
@@ -273,6 +260,33 @@ class Store(Retention, RefusedPairs):
                     now,
                     key,
                     token,
+                ),
+            )
+
+    def record_sent(
+        self,
+        message_uuid: str,
+        recipient: str,
+        campaign_id: str | None,
+        customer_id: str | None,
+        now: float,
+    ) -> None:
+        """Vonage accepted a send that has no idempotency key (no client_ref, and
+        SEND_DEDUPE_SECONDS=0): kept as a finished send all the same, so its status webhooks
+        are known as this connector's. Its key can never be a send's (those are hashes)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO sends (idem_key, token, state, http_status, tracking_id, recipient,"
+                " campaign_id, customer_id, started_at, finished_at)"
+                " VALUES (?, '', 'done', 200, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
+                (
+                    f"uuid:{message_uuid}",
+                    message_uuid,
+                    recipient,
+                    campaign_id,
+                    customer_id,
+                    now,
+                    now,
                 ),
             )
 
@@ -442,11 +456,12 @@ class Store(Retention, RefusedPairs):
         is_final: bool,
         now: float,
         until: float | None = None,
+        state: str = "pending",
     ) -> list[int]:
         """Insert a pending event (leased until `until`, one attempt begun, if given)."""
         cur = tx.execute(
             "INSERT INTO events (dedupe_key, message_uuid, target, payload, is_final, state,"
-            " created_at, lease_until, attempts) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+            " created_at, lease_until, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             (
                 key,
@@ -454,6 +469,7 @@ class Store(Retention, RefusedPairs):
                 target,
                 _dumps(payload),
                 int(is_final),
+                state,
                 now,
                 until,
                 int(bool(until)),
@@ -462,53 +478,6 @@ class Store(Retention, RefusedPairs):
         if not cur.rowcount:
             return []
         return [tx.execute("SELECT id FROM events WHERE dedupe_key = ?", (key,)).fetchone()[0]]
-
-    def record_status(
-        self,
-        message_uuid: str,
-        status: str,
-        is_final: bool,
-        payload: dict[str, Any],
-        now: float,
-        lease: float | dict[str, float] | None = None,
-    ) -> StatusRecorded:
-        """Store a delivery event for MoEngage once per (message_uuid, status).
-
-        Returns StatusRecorded(outcome, event_id, lease): ("new" | "pending", id, ...) when it
-        is to be forwarded, ("duplicate", id, None) when MoEngage already has it,
-        ("superseded", None, None) when a final status was already forwarded. With `lease`
-        (seconds, or a {target: seconds} table, as `lease_event` takes), a new event is stored
-        already leased to the caller, the Lease third, so its forward takes no transaction of
-        its own; else None.
-        """
-        key = f"status:{message_uuid}:{status}"
-        with self.transaction() as tx:
-            row = tx.execute(
-                "SELECT id, state FROM events WHERE dedupe_key = ?" + self.lock, (key,)
-            ).fetchone()
-            if row is not None:
-                return StatusRecorded(_pending_or_duplicate(row[1]), row[0], None)
-            if self._final_sent(tx, message_uuid):
-                return StatusRecorded("superseded", None, None)
-            if payload.get("trackingId") == message_uuid:  # _event() puts it back
-                payload = {k: v for k, v in payload.items() if k != "trackingId"}
-            seconds = lease.get("tracking") if isinstance(lease, dict) else lease
-            until = now + seconds if seconds else None
-            added = self._add_event(
-                tx, key, message_uuid, "tracking", payload, is_final, now, until
-            )
-            if added:
-                if not until:
-                    return StatusRecorded("new", added[0], None)
-                # As lease_event would read it back: the attempts before this one.
-                read = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
-                return StatusRecorded("new", added[0], Lease("leased", _event(read), until))
-            # PostgreSQL: a concurrent transaction stored it after our SELECT (a row that did not
-            # exist could not be locked); our INSERT waited for its commit, so it is visible now.
-            row = tx.execute("SELECT id, state FROM events WHERE dedupe_key = ?", (key,)).fetchone()
-            if row is None:  # an old forwarded one, pruned since our INSERT: MoEngage has it
-                return StatusRecorded("duplicate", None, None)
-            return StatusRecorded(_pending_or_duplicate(row[1]), row[0], None)
 
     def record_inbound(
         self,
@@ -548,25 +517,25 @@ class Store(Retention, RefusedPairs):
             ]
             return InboundRecorded(first, ids)
 
-    def _final_sent(self, tx: Tx, message_uuid: str) -> bool:
-        return (
-            tx.execute(
-                "SELECT 1 FROM events WHERE message_uuid = ? AND is_final = 1"
-                " AND state = 'sent' AND target = 'tracking'",
-                (message_uuid,),
-            ).fetchone()
-            is not None
-        )
-
     def lease_event(self, event_id: int, now: float, seconds: float | dict[str, float]) -> Lease:
         """Take event `event_id` for one forward attempt, so two workers never post it at once.
 
         `seconds` is how long the lease holds (a number, or a {target: seconds} table): just
         over the longest a forward may take, so a lease held by a worker that died lapses soon.
         Returns Lease("leased", event, until), or Lease(why not, None, until): "sent" (MoEngage
-        has it), "superseded", "gone" (no such event), or "busy" (leased by another until `until`).
+        has it), "superseded", "gone" (no such event), "busy" (leased by another until `until`)
+        or "blocked" (a final status waiting for a `sent` of its message being posted, until
+        `until` at the latest).
         """
         with self.transaction() as tx:
+            found = tx.execute(
+                "SELECT message_uuid, dedupe_key FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if found is None:
+                return Lease("gone", None, None)
+            is_status = found[1].startswith("status:")
+            if is_status:  # before the row's lock, in the order record_status takes them
+                self.lock_message(tx, found[0])
             row = tx.execute(
                 f"SELECT {_EVENT_COLUMNS}, state, lease_until FROM events WHERE id = ?" + self.lock,
                 (event_id,),
@@ -578,11 +547,11 @@ class Store(Retention, RefusedPairs):
             if row[8] is not None and row[8] > now:
                 return Lease("busy", None, row[8])
             event = _event(row)
-            if event.dedupe_key.startswith("status:") and self._final_sent(
-                tx, event.message_uuid or ""
-            ):
-                tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
-                return Lease("superseded", None, None)
+            refused = self.status_lease_refused(tx, event, now) if is_status else None
+            if refused is not None:
+                if refused.outcome == "superseded":
+                    tx.execute("UPDATE events SET state = 'superseded' WHERE id = ?", (event_id,))
+                return refused
             if event.target == "data_api":
                 why_not = self._sync_blocked(tx, event, now)
                 if why_not:

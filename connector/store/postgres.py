@@ -30,6 +30,7 @@ from .migrations import migrate
 
 log = logging.getLogger(__name__)
 SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together migrate once
+MESSAGE_LOCK = 0x4D534753  # (MESSAGE_LOCK, hashtext(message_uuid)): one decider per message
 # MoEngage waits 5 s for a whole send. Queries take milliseconds, so a thread that waited 1 s
 # for a connection is behind a database that is down or swamped: answering 503 then leaves
 # MoEngage time to retry, where waiting out its budget (the old 5 s) left it no answer at all.
@@ -88,6 +89,11 @@ def _check_if_idle(conn: psycopg.Connection) -> None:
 
 class PostgresStore(Store):
     lock = " FOR UPDATE"
+
+    def lock_message(self, tx, message_uuid: str) -> None:
+        """Held to the transaction's end; a row lock cannot do it, since a message's first
+        status has no row to lock yet. Two messages sharing a hash only wait for each other."""
+        tx.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (MESSAGE_LOCK, message_uuid))
 
     def __init__(self, url: str, pool_size: int, budget: float | None = None) -> None:
         """`budget`: the seconds a request's statements must fit in (VONAGE_TIMEOUT); their

@@ -7,12 +7,22 @@ one did. Rows older than REFUSED_FOR are deleted as new ones come, a batch at a 
 table holds at most what ten minutes of refusals bring.
 """
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
 REFUSED_FOR = 600.0  # seconds a pair Vonage refused is answered from memory
 EXPIRE_BATCH = 100  # expired rows deleted per new refusal
 
 
 class RefusedPairs:
     """Mixed into Store: uses its `transaction()` and `query()`."""
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
 
     def credentials_refused(self, pair_hash: str, now: float, status: int, reason: str) -> None:
         """Vonage refused this pair at `now`; the caller was answered `status`, `reason`. A pair
