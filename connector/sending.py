@@ -11,7 +11,7 @@ import time
 from collections import namedtuple
 from dataclasses import dataclass
 
-from . import credentials, observe, phone
+from . import credentials, observe, phone, ratelimit
 from .errors import Failure
 from .vonage import build_message
 
@@ -20,6 +20,10 @@ MAX_TEXT = 3200
 MAX_CLIENT_REF = 100
 POLL_SECONDS = 0.02
 STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its worker
+# A send the worker's loop lets through waits in the thread pool's queue before the route asks
+# for its slot, and is refused then if that wait has shrunk its time below the schedule's
+# depth; so the loop refuses a send whose slot is known to be over its most wait less this.
+QUEUE_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -117,49 +121,16 @@ def success(message_uuid):
 def send(services, req, api_key, api_secret):
     """Answer one MoEngage send. Never sends twice for a retried or identical request; the
     whole answer fits in VONAGE_TIMEOUT. `events` are opt-out syncs the send made due."""
-    settings, store = services.settings, services.store
     started = time.monotonic()
-    now = time.time()
-    credentials.check_allowed(settings, api_key)
-    pair = credentials.pair_hash(api_key, api_secret)
-    key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
-    if req.client_ref:  # remembered before keys included the secret
-        legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
-        if legacy:
-            return _answer(*legacy)
-    if services.limiter.interval and not (key and store.send_outcome(key)):
-        # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
-        # of is refused before any write, so a 429 need not wait for a commit. The slot itself
-        # is still taken just before the call to Vonage, so no write delays a send past it.
-        try:
-            services.limiter.check(api_key, max_wait=max_wait_for_slot(settings, started))
-        except Failure as failure:
-            log_failure(req, failure)
-            observe.sent(services, req, failure.status, failure.answer(), started)
-            return _answer(failure.status, failure.answer(), failure.retry_after)
-    if key:
-        claim = store.claim_send(
-            key,
-            now,
-            window,
-            settings.vonage_timeout + STALE_MARGIN,
-            req.to,
-            req.campaign_id,
-            req.customer_id,
-        )
-        if claim.kind == "replay":
-            log.info(
-                "send to=%s answered from an identical earlier send (%s)",
-                phone.mask(req.to),
-                claim.status,
-            )
-            observe.sent(services, req, claim.status, claim.answer, started, replay=True)
-            return _answer(claim.status, claim.answer)
-        if claim.kind == "wait":
-            return _join(store, key, started + settings.vonage_timeout + 0.25, req)
+    decision = decide(services, req, api_key, api_secret, started)
+    if decision.result is not None:
+        return decision.result
+    store, key, claim = services.store, decision.key, decision.claim
+    if claim is not None and claim.kind == "wait":
+        return _join(store, key, started + services.settings.vonage_timeout + 0.25, req)
     accepted = False  # did Vonage accept this caller's key and secret?
     try:
-        message_uuid = _send_once(services, req, api_key, api_secret, pair, started)
+        message_uuid = _send_once(services, req, api_key, api_secret, decision.pair, started)
         status, answer, remember, retry_after = 200, success(message_uuid), True, None
         accepted = True
     except Failure as failure:
@@ -184,8 +155,83 @@ def send(services, req, api_key, api_secret):
     observe.sent(services, req, status, answer, started)
     if key:
         store.finish_send(key, claim.token, status, answer, time.time(), remember, message_uuid)
-    events = _accepted(services, req, pair) if accepted else []
+    events = _accepted(services, req, decision.pair) if accepted else []
     return _answer(status, answer, retry_after, events)
+
+
+Decision = namedtuple("Decision", "result key claim pair")  # result: an answer to give now
+
+
+def decide(services, req, api_key, api_secret, started, early=False):
+    """The send decision, the one place it is made: the key allowed; a send remembered before
+    keys included the secret is replayed; a send nothing is known of is refused (429) when the
+    key's rate is used up, before any write; the idempotency key is claimed, which replays a
+    remembered answer or joins an identical send in flight. A Decision with `result` None
+    sends, holding `claim` (the opt-out check comes with the send: telling it needs Vonage).
+
+    `early`: asked by the worker's event loop (connector/early.py), which may only refuse:
+    the rate is judged from what this process already knows (`known_wait`, no I/O, no lock),
+    nothing is written, and None means the route must decide (it asks this again)."""
+    settings, store = services.settings, services.store
+    credentials.check_allowed(settings, api_key)
+    pair = credentials.pair_hash(api_key, api_secret)
+    key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
+    now = time.time()
+    if req.client_ref and services.legacy_refs(store):  # sends from before keys held secrets
+        if early:
+            return None  # replaying one asks Vonage to confirm the pair: the route's to do
+        legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
+        if legacy:
+            return Decision(_answer(*legacy), key, None, pair)
+    if services.limiter.interval and not (key and store.send_outcome(key)):
+        # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
+        # of is refused before any write, so a 429 need not wait for a commit. The slot itself
+        # is still taken just before the call to Vonage, so no write delays a send past it.
+        failure = _rate_refusal(services, api_key, started, early)
+        if failure is not None:
+            if not early:  # the loop sums its refusals up in one line a second
+                log_failure(req, failure)
+            observe.sent(services, req, failure.status, failure.answer(), started)
+            return Decision(
+                _answer(failure.status, failure.answer(), failure.retry_after), key, None, pair
+            )
+    if early:
+        return None
+    claim = None
+    if key:
+        claim = store.claim_send(
+            key,
+            now,
+            window,
+            settings.vonage_timeout + STALE_MARGIN,
+            req.to,
+            req.campaign_id,
+            req.customer_id,
+        )
+        if claim.kind == "replay":
+            log.info(
+                "send to=%s answered from an identical earlier send (%s)",
+                phone.mask(req.to),
+                claim.status,
+            )
+            observe.sent(services, req, claim.status, claim.answer, started, replay=True)
+            return Decision(_answer(claim.status, claim.answer), key, claim, pair)
+    return Decision(None, key, claim, pair)
+
+
+def _rate_refusal(services, api_key, started, early):
+    """The Failure(429) of a send over the key's rate, or None. Early, a send waits in the
+    thread pool's queue before the route would ask: it is refused only if its slot is known
+    to be over its most wait less QUEUE_MARGIN away."""
+    max_wait = max_wait_for_slot(services.settings, started)
+    if not early:
+        try:
+            services.limiter.check(api_key, max_wait=max_wait)
+        except Failure as failure:
+            return failure
+        return None
+    wait = services.limiter.known_wait(api_key, max(max_wait - QUEUE_MARGIN, 0.0))
+    return None if wait is None else ratelimit.refusal(wait)
 
 
 class OptedOut(Failure):
