@@ -48,6 +48,7 @@ class Conn:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.deadline = 0.0
         self.longest_slice = 0.0  # the most CPU one turn of the loop spent on this request
+        self.slices = 0  # turns of the loop this request took
         self.closing = False  # answer with `Connection: close` (the worker is stopping)
         self.eof = False  # the client closed its side
         self.counted = 0  # bytes of `held` the worker counts in its READ_BUDGET
@@ -78,6 +79,7 @@ class Conn:
         (bytes already read are left: come back next turn), READY (the request is whole),
         GONE (the client closed). Raises Refusal for a request the server refuses."""
         started, cpu = time.monotonic(), time.thread_time()
+        self.slices += 1
         try:
             return self._events(started)
         except h11.RemoteProtocolError as exc:
@@ -121,11 +123,14 @@ class Conn:
             raise Refusal(414, f"the request line is over {line} bytes")
         if fields and len(request.headers) > fields:
             raise Refusal(431, f"more than {fields} header fields")
-        names = set()
+        names, size = set(), len(request.target)
         for name, value in request.headers:
+            size += len(name) + len(value) + 4
             if field_size and len(name) + len(value) + 2 > field_size:
                 raise Refusal(431, f"a header field is over {field_size} bytes")
             names.add(name)
+        if size > MAX_HEAD:  # h11 counts only a head not yet whole in what it was given
+            raise Refusal(431, f"the request head is over {MAX_HEAD // 1024} KiB")
         if b"content-length" in names and b"transfer-encoding" in names:
             raise Refusal(400, "both Content-Length and Transfer-Encoding")
         for name, value in request.headers:
@@ -242,7 +247,7 @@ class Conn:
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self._reset()
-            self.longest_slice = 0.0
+            self.longest_slice, self.slices = 0.0, 0
             return True
         return False
 

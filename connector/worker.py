@@ -189,6 +189,13 @@ class Worker(BaseWorker):
         self._unhold(conn)
         self.conns[conn] = None
         conn.closing = not self.alive or self.cfg.keepalive <= 0
+        self.log.debug(
+            "Read %s %s whole in %d turns of the loop; the longest held it %.2f ms (CPU)",
+            conn.request.method.decode("ascii"),
+            conn.request.target[:100].decode("latin-1"),
+            conn.slices,
+            conn.longest_slice * 1000,
+        )
         if self.answer_early is not None and self._answer_early(conn):
             return
         self.pool.submit(self._serve, conn)
