@@ -138,9 +138,21 @@ class Worker(BaseWorker):
         self._read(conn, READ_TIMEOUT, self._timed_out)
 
     def _read(self, conn, seconds, at_deadline):
+        """Wait for (more of) a request on `conn`, for `seconds` at most."""
         self.conns[conn] = time.monotonic() + seconds
         self.waiting[conn] = at_deadline
-        self.selector.register(conn.sock, selectors.EVENT_READ, (self._on_readable, conn))
+        self._watch(conn, self._on_readable)
+
+    def _watch(self, conn, handler):
+        """Have the selector call `handler` when `conn` is readable (None: not at all)."""
+        if handler is None:
+            if conn.watched is not None:
+                self.selector.unregister(conn.sock)
+        elif conn.watched is None:
+            self.selector.register(conn.sock, selectors.EVENT_READ, (handler, conn))
+        elif conn.watched != handler:
+            self.selector.modify(conn.sock, selectors.EVENT_READ, (handler, conn))
+        conn.watched = handler
 
     def _on_readable(self, conn):
         if not conn.receive():
@@ -159,35 +171,29 @@ class Worker(BaseWorker):
         self.buffered += conn.held - conn.counted
         conn.counted = conn.held
         if state == PENDING:  # read no more from it until h11 has taken what it holds
-            if conn not in self.pending:
-                self.pending.add(conn)
-                self.selector.unregister(conn.sock)
-        elif conn in self.pending:
+            self.pending.add(conn)
+            self._watch(conn, None)
+        else:
             self.pending.discard(conn)
-            self.selector.register(conn.sock, selectors.EVENT_READ, (self._on_readable, conn))
-        if state == GONE:
+        if state == GONE or (state == MORE and conn.eof):
             self._close(conn)
         elif state == READY:
             self._dispatch(conn)
         elif self.buffered > READ_BUDGET:
             self._refuse(conn, 503, "too many large requests are arriving at once; retry shortly")
-        elif state == MORE and conn.eof:
-            self._close(conn)
+        elif state == MORE:
+            self._watch(conn, self._on_readable)
 
     def _unhold(self, conn):
+        """`conn` no longer waits for bytes in the loop."""
         self.buffered -= conn.counted
         conn.counted = 0
         self.waiting.pop(conn, None)
         self.pending.discard(conn)
-        try:
-            self.selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self._watch(conn, None)
 
     def _dispatch(self, conn):
         """A whole request: answered here if connector/early.py can, else to a thread."""
-        self._unhold(conn)
-        self.conns[conn] = None
         conn.closing = not self.alive or self.cfg.keepalive <= 0
         self.log.debug(
             "Read %s %s whole in %d turns of the loop; the longest held it %.2f ms (CPU)",
@@ -198,14 +204,19 @@ class Worker(BaseWorker):
         )
         if self.answer_early is not None and self._answer_early(conn):
             return
+        self._unhold(conn)
+        self.conns[conn] = None
         self.pool.submit(self._serve, conn)
 
     def _answer_early(self, conn):
+        """The loop answers, and the connection stays watched for its next request: no
+        system call but the answer's one send."""
         result = self.answer_early(conn.request, bytes(conn.body))
         if result is None:
             return False
         try:
             conn.answer(result.status, result.answer, result.headers)
+            conn.flush(timeout=0)  # a few hundred bytes: a socket waiting for them takes them
             keep = conn.next_cycle()
         except OSError:
             keep = False  # a client that does not take a few hundred bytes: let it go
@@ -243,21 +254,17 @@ class Worker(BaseWorker):
 
     def _back(self, conn, keep):
         """After an answer: wait for the connection's next request, or close it."""
+        self.buffered -= conn.counted
+        conn.counted = 0
         if not keep or not self.alive:
             self._close(conn)
-            return
-        conn.sock.setblocking(False)
-        pipelined = bool(conn.h11.trailing_data[0])
-        self._read(
-            conn,
-            *(
-                (READ_TIMEOUT, self._timed_out)
-                if pipelined
-                else (self.cfg.keepalive, self._idle_over)
-            ),
-        )
-        if pipelined:
-            self._advance(conn)
+        elif conn.h11.trailing_data[0]:  # pipelined: the next request is (partly) read already
+            self.conns[conn] = time.monotonic() + READ_TIMEOUT
+            self.waiting[conn] = self._timed_out
+            self.pending.add(conn)
+            self._watch(conn, None)
+        else:
+            self._read(conn, self.cfg.keepalive, self._idle_over)
 
     def _expire(self):
         now = time.monotonic()
@@ -290,7 +297,7 @@ class Worker(BaseWorker):
         conn.drained = 0
         self.conns[conn] = time.monotonic() + DRAIN_SECONDS
         self.waiting[conn] = self._close
-        self.selector.register(conn.sock, selectors.EVENT_READ, (self._drain, conn))
+        self._watch(conn, self._drain)
 
     def _drain(self, conn):
         try:
