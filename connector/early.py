@@ -8,7 +8,7 @@ refuse, with the route's answer and trail row; anything else goes on to the rout
 
 What runs here is bounded: nothing is asked unless this process already knows the key's
 schedule is full (`RateLimiter.known_wait`, memory only); then one JSON body of at most
-1 MiB is parsed and one SQLite row read by its key (PostgreSQL is never asked here: a query
+MAX_EARLY_BODY is parsed and one SQLite row read by its key (PostgreSQL is never asked here: a query
 could hold the loop as long as the pool waits). A refusal the decision raises (401, 400, the
 store's 503) is the route's to answer.
 """
@@ -23,6 +23,9 @@ from .errors import Failure
 log = logging.getLogger(__name__)
 SEND_PATHS = (b"/", b"/webhooks/message-dispatcher")
 LOG_EVERY = 1.0  # seconds between log lines of early refusals
+# A send's body is a few KiB (`text` is at most 3,200 characters); a larger one is the route's,
+# so the loop never parses more than this.
+MAX_EARLY_BODY = 64 * 1024
 
 
 def answerer(app):
@@ -47,6 +50,8 @@ class Answerer:
 
     def __call__(self, request, body):
         if request.method != b"POST" or request.target.partition(b"?")[0] not in SEND_PATHS:
+            return None
+        if len(body) > MAX_EARLY_BODY:
             return None
         started = time.monotonic()
         refused = self.refusal(_fields(request.headers), body, started)

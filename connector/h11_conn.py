@@ -88,7 +88,7 @@ class Conn:
         except h11.RemoteProtocolError as exc:
             if self.eof:
                 return GONE  # closed halfway through a request: nobody to answer
-            raise Refusal(exc.error_status_hint, str(exc)) from None
+            raise Refusal(exc.error_status_hint, _reason(exc)) from None
         finally:
             self.longest_slice = max(self.longest_slice, time.thread_time() - cpu)
 
@@ -140,6 +140,9 @@ class Conn:
             names.add(name)
         if size > MAX_HEAD:  # h11 counts only a head not yet whole in what it was given
             raise Refusal(431, f"the request head is over {MAX_HEAD // 1024} KiB")
+        expect = [value for name, value in request.headers if name == b"expect"]
+        if any(value.lower() != b"100-continue" for value in expect):
+            raise Refusal(417, "the only Expect this server meets is 100-continue")
         if b"content-length" in names and b"transfer-encoding" in names:
             raise Refusal(400, "both Content-Length and Transfer-Encoding")
         for name, value in request.headers:
@@ -284,6 +287,15 @@ class Conn:
         except OSError:
             pass
         self.sock.close()
+
+
+def _reason(exc):
+    """h11's reason without the bytes it quotes: a malformed line may be an Authorization
+    header, which is neither logged nor sent back."""
+    text = str(exc)
+    for quoted in (": bytearray(", ": b'", ': b"'):
+        text = text.partition(quoted)[0]
+    return text
 
 
 _dated = [0, ""]  # the second and its Date header value: made once a second, not per answer

@@ -85,7 +85,8 @@ class Worker(BaseWorker):
         for sock in self.sockets:
             sock.setblocking(False)
         self._listen(True)
-        host, port = (self.sockets[0].getsockname() + ("", ""))[:2]
+        name = self.sockets[0].getsockname()
+        host, port = name[:2] if isinstance(name, tuple) else (name, "")
         self.base = {
             "SERVER_NAME": str(host),
             "SERVER_PORT": str(port),
@@ -321,11 +322,11 @@ class Worker(BaseWorker):
         self._listen(False)
         self.decline_until = 0.0
         self.share.leave()
-        for conn, at_deadline in list(self.waiting.items()):
-            if at_deadline == self._idle_over:
+        for conn in list(self.conns):
+            if self.waiting.get(conn) == self._idle_over:
                 self._close(conn)
             else:
-                conn.closing = True
+                conn.closing = True  # read or answered now: `Connection: close` on its answer
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while self.conns and time.monotonic() < deadline:
             self.notify()

@@ -95,6 +95,15 @@ def test_h11_frames_every_request_so_any_framing_gets_the_same_answer(full, fram
     assert ask(early.answerer(full), framing(raw_send(BODY))).status == 429
 
 
+def padded(raw, spaces):
+    """The same send with its JSON followed by `spaces` blanks (still valid JSON)."""
+    head, _, body = bytes(raw).partition(b"\r\n\r\n")
+    head = head.replace(
+        b"Content-Length: %d" % len(body), b"Content-Length: %d" % (len(body) + spaces)
+    )
+    return bytearray(head + b"\r\n\r\n" + body + b" " * spaces)
+
+
 def bad_json():
     return bytearray(raw_send(BODY)[:-2] + b"\x00}")
 
@@ -106,6 +115,7 @@ LEFT_TO_THE_ROUTE = {
     "another path": lambda: raw_send(BODY, path="/webhooks/status"),
     "a GET": lambda: bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
     "two Authorizations": lambda: raw_send(BODY, extra=b"Authorization: Custom a:b\r\n"),
+    "a body over 64 KiB": lambda: padded(raw_send(BODY), 70_000),
 }
 
 

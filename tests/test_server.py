@@ -57,6 +57,8 @@ REQUESTS = {
     "space before a colon": (b"GET /health HTTP/1.1\r\nHost : x\r\n\r\n", 400),
     "chunk without its CRLF": (POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", 400),
     "Transfer-Encoding gzip": (POST + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    "Expect: 200-ok": (POST + b"Content-Length: 2\r\nExpect: 200-ok\r\n\r\n{}", 417),
+    "TLS on the plain port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400),
 }
 
 
@@ -110,6 +112,17 @@ def test_what_the_server_refuses_is_answered_in_json(server, name):
     assert b"content-type: application/json" in head.lower()
     reply = json.loads(body)
     assert reply["status"] == "failed" and reply["error"]
+
+
+def test_a_malformed_authorization_line_is_neither_logged_nor_answered(server):
+    """h11 quotes the line it refuses; the server's answer and log line leave the bytes out."""
+    offset = len(server.log_text())
+    data = b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization : Custom key:hush-secret\r\n\r\n"
+    answer = exchange(server.port, data)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"hush-secret" not in answer
+    time.sleep(0.2)
+    logged = server.log_text()[offset:]
+    assert "Refused request" in logged and "hush-secret" not in logged
 
 
 def test_slow_clients_hold_no_thread(server):
