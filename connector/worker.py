@@ -9,7 +9,7 @@ request not whole within READ_TIMEOUT is answered 408. What the server refuses i
 
 Built on gunicorn's documented custom-worker interface only: a subclass of
 `gunicorn.workers.base.Worker` whose `run()` serves `self.sockets` with `self.wsgi`, calls
-`self.notify()` at every turn and stops when `self.alive` turns false (docs/server.md).
+`self.notify()` (twice a second) and stops when `self.alive` turns false (docs/server.md).
 """
 
 import os
@@ -35,6 +35,7 @@ DRAIN_SECONDS, DRAIN_BYTES = 2.0, 4 * 1024 * 1024
 # sending most of a 1 MiB body and stopping would otherwise hold 1 MiB each for READ_TIMEOUT.
 READ_BUDGET = 32 * 1024 * 1024
 DECLINE_SECONDS = 0.005  # after leaving a connection to a less loaded worker, look again
+BEAT_SECONDS = 0.5  # how often the loop tells gunicorn's master it is alive (GUNICORN_TIMEOUT)
 
 
 class Worker(BaseWorker):
@@ -76,6 +77,7 @@ class Worker(BaseWorker):
         self.max_served = cfg.max_requests + jitter if cfg.max_requests else None
         self.share = Share(cfg.worker_connections)
         self.decline_until = 0.0
+        self.next_beat = 0.0
         self.listening = False
         self.wake_r, self.wake_w = socket.socketpair()
         for sock in (self.wake_r, self.wake_w):
@@ -99,7 +101,13 @@ class Worker(BaseWorker):
         }
 
     def _turn(self):
-        self.notify()  # gunicorn's heartbeat: a worker whose loop is stuck gets restarted
+        now = time.monotonic()
+        if now >= self.next_beat:  # not every turn: a system call hands the GIL over
+            self.next_beat = now + BEAT_SECONDS
+            self.notify()  # gunicorn's heartbeat: a worker whose loop is stuck gets restarted
+            if self.parent != _parent():
+                self.log.info("Parent changed, shutting down: %s", self)
+                self.alive = False
         self.share.publish(len(self.conns))
         timeout = 0.0 if self.pending or self.done else 1.0
         if not self.listening and self.decline_until:
@@ -109,9 +117,6 @@ class Worker(BaseWorker):
             self._listen(True)
         if self.answer_early is not None:
             self.answer_early.tick()
-        if self.parent != _parent():
-            self.log.info("Parent changed, shutting down: %s", self)
-            self.alive = False
 
     def _listen(self, on):
         if on == self.listening:

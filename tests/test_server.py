@@ -62,17 +62,22 @@ REQUESTS = {
 }
 
 
+CONFIGURED = {
+    "DATABASE_URL": "",
+    "VONAGE_API_URL": "http://127.0.0.1:9",
+    "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
+    "VONAGE_SIGNATURE_SECRET": "s" * 32,
+    "VONAGE_FROM": "Acme",
+}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
     env = {
+        **CONFIGURED,
         "GUNICORN_CMD_ARGS": "--log-level debug",  # the worker's loop tells how long it held
         "DATABASE_PATH": str(tmp / "c.db"),
-        "DATABASE_URL": "",
-        "VONAGE_API_URL": "http://127.0.0.1:9",
-        "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
-        "VONAGE_SIGNATURE_SECRET": "s" * 32,
-        "VONAGE_FROM": "Acme",
     }
     connector = Connector(env, workers=1, threads=2).start(tmp / "gunicorn.log")
     yield connector
@@ -386,3 +391,19 @@ def test_what_the_worker_uses_of_gunicorn_is_still_there():
         worker.tmp.close()  # the heartbeat's file (made by gunicorn's constructor)
     source = inspect.getsource(Base.init_process)
     assert source.index("post_worker_init(self)") < source.index("self.run()")
+
+
+def test_an_idle_worker_keeps_telling_the_master_it_is_alive(tmp_path):
+    """gunicorn's master restarts a worker it has not heard from in GUNICORN_TIMEOUT: the
+    loop's heartbeat goes on with no request at all."""
+    env = {**CONFIGURED, "DATABASE_PATH": str(tmp_path / "c.db"), "GUNICORN_TIMEOUT": "2"}
+    connector = Connector(env, workers=1, threads=2).start(tmp_path / "gunicorn.log")
+    try:
+        children = Path(f"/proc/{connector.proc.pid}/task/{connector.proc.pid}/children")
+        before = children.read_text().split()
+        time.sleep(5)
+        assert children.read_text().split() == before
+        assert requests.get(f"{connector.url}/health", timeout=5).status_code == 200
+    finally:
+        connector.kill()
+    assert "WORKER TIMEOUT" not in (tmp_path / "gunicorn.log").read_text()
