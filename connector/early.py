@@ -1,34 +1,32 @@
 """The excess of a campaign refused in the worker's event loop, before a thread or Flask.
 
 MoEngage pushes a campaign at its throttle (1,000 sends/s by default); Vonage takes 30/s per
-API key. Through a thread and Flask each 429 cost about 2 ms of CPU under load and waited in
-the thread pool's queue behind the sends (issue 12: p90 over 500 ms). Here the worker
-(connector/worker.py) answers it from the bytes it has read, with no thread handoff, when this
-process already knows the key's schedule is full (`RateLimiter.known_wait`, no I/O).
+API key. Through a thread and Flask each 429 waited in the thread pool's queue behind the
+sends (issue 12). Here the worker (connector/worker.py) asks, for a whole send request, the
+route's own decision (`sending.decide`, early): it refuses only what the route would surely
+refuse, with the route's answer and trail row; anything else goes on to the route.
 
-Only a send the route would certainly answer 429 is answered here, with the route's answer,
-log line and trail row; anything else (another route, a header or body the route would
-refuse, a key and secret this process has not seen Vonage accept, a schedule not known full,
-a send remembered for a replay) goes on to the route,
-which decides as it always did. The replay check is one read of the send's key: SQLite only,
-as a PostgreSQL query could hold the event loop for as long as the pool waits.
+What runs here is bounded: nothing is asked unless this process already knows the key's
+schedule is full (`RateLimiter.known_wait`, memory only); then one JSON body of at most
+MAX_EARLY_BODY is parsed and one SQLite row read by its key (PostgreSQL is never asked here: a query
+could hold the loop as long as the pool waits). A refusal the decision raises (401, 400, the
+store's 503) is the route's to answer.
 """
 
 import logging
+import sqlite3
 import time
 
-from . import credentials, framing, observe, payload, ratelimit, sending
+from . import payload, sending
 from .errors import Failure
 from .store import journal
 
 log = logging.getLogger(__name__)
-SEND_PATHS = ("/", "/webhooks/message-dispatcher")
-# A send the loop lets through waits in the thread pool's queue before the route asks for its
-# slot, and is refused then if the wait has shrunk its time below the schedule's depth: with a
-# campaign over the limit that wait is hundreds of ms. So the loop refuses a send whose slot is
-# known to be over (the route's most) - QUEUE_MARGIN away: at VONAGE_TIMEOUT=4, 2.5 s.
-QUEUE_MARGIN = 0.5
+SEND_PATHS = (b"/", b"/webhooks/message-dispatcher")
 LOG_EVERY = 1.0  # seconds between log lines of early refusals
+# A send's body is a few KiB (`text` is at most 3,200 characters); a larger one is the route's,
+# so the loop never parses more than this.
+MAX_EARLY_BODY = 64 * 1024
 
 
 def answerer(app):
@@ -40,37 +38,56 @@ def answerer(app):
 
 
 class Answerer:
-    """`answerer(raw)`: the whole HTTP answer to the request in `raw`, or None to leave it to
-    the route. Its log lines are summed up: the route's line for the first refusal in a
-    second, then one line for the rest (a campaign at MoEngage's 1,000/s over a 30/s limit
-    would otherwise write ~970 lines a second, a fifth of a refusal's CPU). Each refusal
-    still has its trail row, for `flask trace` and `flask report`."""
+    """`answerer(request, body)`: the route's answer (a `sending.Result`) to a whole request
+    (an h11.Request and its body), or None to leave it to the route. Its log lines are summed up: the route's line for the first
+    refusal in a second, then one line for the rest (a campaign at MoEngage's 1,000/s over a
+    30/s limit would otherwise write ~970 lines a second). Each refusal still has its trail
+    row, for `flask trace` and `flask report`."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.held = 0  # refusals not logged yet
         self.logged_at = -LOG_EVERY
 
-    def __call__(self, raw):
-        request = framing.simple_request(raw)
-        if request is None or request.method != "POST":
+    def __call__(self, request, body):
+        if request.method != b"POST" or request.target.partition(b"?")[0] not in SEND_PATHS:
             return None
-        if request.path.partition("?")[0] not in SEND_PATHS:
+        if len(body) > MAX_EARLY_BODY:
             return None
         started = time.monotonic()
-        refused = refusal(self.ctx, request.fields, request.body, started)
+        refused = self.refusal(_fields(request.headers), body, started)
         if refused is None:
             return None
-        req, failure = refused
+        req, result = refused
         if started - self.logged_at >= LOG_EVERY and not self.held:
-            sending.log_failure(req, failure)
+            sending.log_failure(req, Failure(result.status, result.answer["error"]))
             self.logged_at = started
         else:
             self.held += 1
             self.tick()
-        return framing.answer(
-            failure.status, failure.answer(), [("Retry-After", str(failure.retry_after))]
-        )
+        return result
+
+    def refusal(self, fields, body, started):
+        """(the send, the route's 429 Result) when `sending.decide` refuses it early; else None.
+        Its trail row is parked for the next transaction of any thread."""
+        ctx = self.ctx
+        try:
+            api_key, api_secret = sending.parse_credentials(fields.get(b"authorization"))
+            if ctx.limiter.known_wait(api_key, 0.0) is None:
+                return None  # the schedule is not known full: nothing to decide here
+            mimetype = (fields.get(b"content-type") or "").partition(";")[0].strip().lower()
+            req = sending.parse_send(
+                payload.load_object(body, mimetype),
+                ctx.settings.vonage_from,
+                ctx.settings.default_country,
+            )
+            decision = sending.decide(ctx, req, api_key, api_secret, started, early=True)
+        except (Failure, sqlite3.Error):
+            return None  # the route answers it (401, 400, the store's 503)
+        if decision is None:
+            return None
+        journal.park()  # no transaction follows in the event loop: the next one of any thread
+        return req, decision.result
 
     def tick(self, force=False):
         """Log the refusals held back, once LOG_EVERY has passed (the worker calls it at
@@ -86,42 +103,11 @@ class Answerer:
             self.held, self.logged_at = 0, now
 
 
-def refusal(ctx, fields, body, started):
-    """(the send, the route's Failure(429) for it) if that is certain without asking the
-    schedule (see sending.send, whose checks these are, in its order); else None. The
-    refusal's trail row is queued for the next transaction of any thread."""
-    settings = ctx.settings
-    try:
-        api_key, api_secret = sending.parse_credentials(_one(fields, b"authorization"))
-        if settings.vonage_api_keys and api_key not in settings.vonage_api_keys:
-            return None
-        max_wait = sending.max_wait_for_slot(settings, started) - QUEUE_MARGIN
-        wait = ctx.limiter.known_wait(api_key, max(max_wait, 0.0))
-        if wait is None:
-            return None
-        mimetype = (_one(fields, b"content-type") or "").partition(";")[0].strip().lower()
-        req = sending.parse_send(
-            payload.load_object(body, mimetype), settings.vonage_from, settings.default_country
-        )
-    except Failure:
-        return None  # the route answers it (401, 400...)
-    pair = credentials.pair_hash(api_key, api_secret)
-    if not ctx.accepted_pairs.known_here(pair, time.time()):
-        return None  # only a pair Vonage accepted has a slot to wait for; the route answers
-    key, _ = sending.idempotency_key(pair, req, settings.send_dedupe_seconds)
-    try:
-        if req.client_ref and ctx.legacy_refs(ctx.store):
-            return None  # it may be a send remembered under the old key: the route replays it
-        if key and ctx.store.send_outcome(key) is not None:
-            return None  # remembered or in flight: the route replays or joins it
-    except Exception:  # noqa: BLE001 - the store's trouble is the route's to answer (503)
-        return None
-    failure = ratelimit.refusal(wait)
-    observe.sent(ctx, req, failure.status, failure.answer(), started, api_key=api_key)
-    journal.park()  # no transaction follows in the event loop: the next one of any thread
-    return req, failure
-
-
-def _one(fields, name):
-    values = fields.get(name)
-    return values[0].decode("latin-1") if values and len(values) == 1 else None
+def _fields(headers):
+    """A field's value when it occurs once (None when twice: the route refuses that)."""
+    found, twice = {}, set()
+    for name, value in headers:
+        if name in found:
+            twice.add(name)
+        found[name] = value.decode("latin-1")
+    return {name: value for name, value in found.items() if name not in twice}

@@ -170,9 +170,16 @@ class Sweeper:
             if self._running:
                 return
             self._running = True
-        threading.Thread(
+        self._thread = threading.Thread(
             target=self._run, args=(services,), name="outbox-sweep", daemon=True
-        ).start()
+        )
+        self._thread.start()
+
+    def wait(self, timeout=10.0):
+        """Until the sweep started last is over (a clean shutdown, tests)."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None and self._pid == os.getpid():
+            thread.join(timeout)
 
     def _run(self, services):
         store = services.store

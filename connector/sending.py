@@ -10,8 +10,9 @@ import logging
 import time
 from collections import namedtuple
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from . import credentials, observe, phone
+from . import credentials, observe, phone, ratelimit
 from .errors import Failure
 from .pair_checks import NotChecked
 from .send_records import Record
@@ -27,6 +28,10 @@ STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its
 # deadline cuts after its request left may have sent an SMS whose message_uuid the connector
 # never learns (a 504 for good), so a call with next to no time is not worth making.
 MIN_VONAGE_SECONDS = 0.25
+# A send the worker's loop lets through waits in the thread pool's queue before the route asks
+# for its slot, and is refused then if that wait has shrunk its time below the schedule's
+# depth; so the loop refuses a send whose slot is known to be over its most wait less this.
+QUEUE_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,62 +130,84 @@ def success(message_uuid):
 def send(services, req, api_key, api_secret):
     """Answer one MoEngage send. Never sends twice for a retried or identical request; the
     whole answer fits in VONAGE_TIMEOUT. `events` are opt-out syncs the send made due."""
-    settings = services.settings
     started = time.monotonic()
-    now = services.clock.now()  # the database's: instances agree on windows and staleness
+    decision = decide(services, req, api_key, api_secret, started)
+    try:
+        if decision.result is not None:
+            return decision.result
+        return _send(services, req, (api_key, api_secret, decision.pair), decision, started)
+    finally:
+        if decision.ticket is not None:
+            decision.ticket.release()
+
+
+class Decision(NamedTuple):
+    """`decide`'s verdict: `result`, an answer to give now; else send, holding `claim` (the
+    idempotency key's, if any) and `ticket` (credentials.admit's, released once sent)."""
+
+    result: Result | None
+    pair: str
+    key: str | None
+    window: float | None
+    claim: Any
+    ticket: Any
+
+
+def decide(services, req, api_key, api_secret, started, early=False):
+    """The send decision, the one place it is made: the key allowed; a send remembered before
+    keys included the secret is replayed; a caller admitted (credentials.admit: a pair refused
+    or unconfirmable is answered here, before any write); a send nothing is known of refused
+    (429) when the key's rate is used up, before any write; an answer kept while the database
+    was away replayed; the idempotency key claimed, which replays a remembered answer or joins
+    an identical send in flight. The opt-out check comes with the send: telling it needs Vonage
+    to have accepted the pair.
+
+    `early`: asked by the worker's event loop (connector/early.py), which may only refuse: for
+    a pair this process has seen Vonage accept, the rate is judged from what it already knows
+    (`known_wait`, no I/O, no lock), nothing is written, and None means the route must decide
+    (it asks this again)."""
+    settings, store = services.settings, services.store
     credentials.check_allowed(settings, api_key)
     pair = credentials.pair_hash(api_key, api_secret)
     key, window = idempotency_key(pair, req, settings.send_dedupe_seconds)
-    if req.client_ref:  # remembered before keys included the secret
+    now = services.clock.now()  # the database's: instances agree on windows and staleness
+    if req.client_ref and services.legacy_refs(store):  # sends from before keys held secrets
+        if early:
+            return None  # replaying one asks Vonage to confirm the pair: the route's to do
         legacy = credentials.legacy_replay(services, api_key, api_secret, pair, req.client_ref, now)
         if legacy:
-            return _answer(*legacy)
-    try:  # before any write: a caller without credentials leaves nothing behind
-        ticket = credentials.admit(services, api_key, api_secret, pair, req.to, started)
-    except (NotChecked, credentials.Unconfirmed, VonageError) as failure:
-        return _refused(services, req, failure, pair, started)
-    try:
-        return _admitted(services, req, (api_key, api_secret, pair), key, window, ticket, started)
-    finally:
-        ticket.release()
-
-
-def _refused(services, req, failure, pair, started):
-    """A send `credentials.admit` refused (any other Failure, a database one, goes up to the
-    error handler as before). One refused before anything reached Vonage is
-    counted, and logged and traced at most once a minute per pair (pair_checks.py)."""
-    if not isinstance(failure, NotChecked):
-        log_failure(req, failure)
-        observe.sent(services, req, failure.status, failure.answer(), started)
-    elif observe.refused(services, req, failure, pair, started):
-        log_failure(req, failure)
-    return _answer(failure.status, failure.answer(), failure.retry_after)
-
-
-def _admitted(services, req, caller, key, window, ticket, started):
-    """The send of a caller `admit` let through: `caller` is (api_key, api_secret, pair)."""
-    settings, store = services.settings, services.store
-    api_key, _, pair = caller
-    now = services.clock.now()
-    if (
-        services.limiter.interval
-        and ticket.known
-        and not (key and store.send_outcome(key) is not None)
-    ):
+            return Decision(_answer(*legacy), pair, key, window, None, None)
+    if early:
+        if not services.accepted_pairs.known_here(pair, time.time()):
+            return None  # only a pair Vonage accepted has a slot to wait for
+        ticket = None
+    else:
+        try:  # before any write: a caller without credentials leaves nothing behind
+            ticket = credentials.admit(services, api_key, api_secret, pair, req.to, started)
+        except (NotChecked, credentials.Unconfirmed, VonageError) as failure:
+            return Decision(
+                _refused(services, req, failure, pair, started), pair, key, window, None, None
+            )
+    known = early or ticket.known  # a pair not known good takes no slot (credentials.py)
+    if services.limiter.interval and known and not (key and store.send_outcome(key) is not None):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
-        try:
-            services.limiter.check(api_key, max_wait=max_wait_for_slot(settings, started))
-        except Failure as failure:
-            log_failure(req, failure)
+        failure = _rate_refusal(services, api_key, started, early)
+        if failure is not None:
+            if not early:  # the loop sums its refusals up in one line a second
+                log_failure(req, failure)
             observe.sent(services, req, failure.status, failure.answer(), started, api_key=api_key)
-            return _answer(failure.status, failure.answer(), failure.retry_after)
+            answer = _answer(failure.status, failure.answer(), failure.retry_after)
+            return Decision(answer, pair, key, window, None, ticket)
+    if early:
+        return None
     kept = key and services.late_records.answer(key)
     if kept and kept.remember and (window is None or now - kept.finished_at < window):
         log.info("send to=%s answered from an earlier one not recorded yet", phone.mask(req.to))
         observe.sent(services, req, kept.status, kept.answer, started, replay=True, api_key=api_key)
-        return _answer(kept.status, kept.answer)
+        return Decision(_answer(kept.status, kept.answer), pair, key, window, None, ticket)
+    claim = None
     if key:
         claim = store.claim_send(
             key,
@@ -200,9 +227,30 @@ def _admitted(services, req, caller, key, window, ticket, started):
             observe.sent(
                 services, req, claim.status, claim.answer, started, replay=True, api_key=api_key
             )
-            return _answer(claim.status, claim.answer)
+            return Decision(_answer(claim.status, claim.answer), pair, key, window, claim, ticket)
         if claim.kind == "wait":
-            return _join(services, key, started + settings.vonage_timeout + 0.25, req)
+            joined = _join(services, key, started + settings.vonage_timeout + 0.25, req)
+            return Decision(joined, pair, key, window, claim, ticket)
+    return Decision(None, pair, key, window, claim, ticket)
+
+
+def _refused(services, req, failure, pair, started):
+    """A send `credentials.admit` refused (any other Failure, a database one, goes up to the
+    error handler as before). One refused before anything reached Vonage is
+    counted, and logged and traced at most once a minute per pair (pair_checks.py)."""
+    if not isinstance(failure, NotChecked):
+        log_failure(req, failure)
+        observe.sent(services, req, failure.status, failure.answer(), started)
+    elif observe.refused(services, req, failure, pair, started):
+        log_failure(req, failure)
+    return _answer(failure.status, failure.answer(), failure.retry_after)
+
+
+def _send(services, req, caller, decision, started):
+    """Send what `decide` let through: `caller` is (api_key, api_secret, pair)."""
+    settings, store = services.settings, services.store
+    api_key, _, pair = caller
+    key, claim, ticket = decision.key, decision.claim, decision.ticket
     accepted = False  # did Vonage accept this caller's key and secret?
     try:
         message_uuid = _send_once(services, req, caller, ticket, started)
@@ -242,6 +290,21 @@ def _admitted(services, req, caller, key, window, ticket, started):
         )
     events = _accepted(services, req, pair) if accepted else []
     return _answer(status, answer, retry_after, events)
+
+
+def _rate_refusal(services, api_key, started, early):
+    """The Failure(429) of a send over the key's rate, or None. Early, a send waits in the
+    thread pool's queue before the route would ask: it is refused only if its slot is known
+    to be over its most wait less QUEUE_MARGIN away."""
+    max_wait = max_wait_for_slot(services.settings, started)
+    if not early:
+        try:
+            services.limiter.check(api_key, max_wait=max_wait)
+        except Failure as failure:
+            return failure
+        return None
+    wait = services.limiter.known_wait(api_key, max(max_wait - QUEUE_MARGIN, 0.0))
+    return None if wait is None else ratelimit.refusal(wait)
 
 
 class OptedOut(Failure):

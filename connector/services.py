@@ -59,8 +59,11 @@ class Services:
         return self._store is not None
 
     def close(self):
-        """Give the database's connections back, if it was opened at all."""
+        """Give the database's connections back, if it was opened at all, once the background
+        prune and sweep are over (their transactions would run on closed connections)."""
         if self._store is not None:
+            self.pruner.wait(5.0)
+            self.sweeper.wait(5.0)
             self.late_records.flush(self._store)
             self._store.close()
 

@@ -1,31 +1,30 @@
-"""The gunicorn worker: gthread, but a thread only ever gets a request whose bytes are all in.
+"""The gunicorn worker: an event loop that reads each request whole, then a thread runs it.
 
-gthread hands a connection to a thread as soon as its first byte arrives; the thread then
-reads the rest, however slowly it comes. About 300 clients sending a byte every 2 s held every
-thread and stopped every send. Here the worker's event loop (one selector, no thread) reads each
-request, head and body, into memory (bounded: MAX_HEAD, the 1 MiB body limit) and submits it to
-the thread pool only when it is whole, so slow clients cost a socket and a buffer, not a thread.
-A request not whole within READ_TIMEOUT is answered 408 and closed.
+A thread only ever gets a request whose bytes are all in: gunicorn's gthread hands a
+connection to a thread at its first byte, and about 300 clients sending a byte every 2 s held
+every thread and stopped every send. Here one selector loop (no thread) reads every request,
+framed by h11 (connector/h11_conn.py), bounded (the head, the 1 MiB body, READ_BUDGET), and
+submits it to the thread pool when it is whole: a slow client costs a socket and a buffer. A
+request not whole within READ_TIMEOUT is answered 408. What the server refuses itself is JSON.
 
-It also answers in JSON what gunicorn refuses before the app sees a request (a bad request line,
-conflicting lengths, too many headers...), instead of gunicorn's HTML page.
+Built on gunicorn's documented custom-worker interface only: a subclass of
+`gunicorn.workers.base.Worker` whose `run()` serves `self.sockets` with `self.wsgi`, calls
+`self.notify()` (twice a second) and stops when `self.alive` turns false (docs/server.md).
 """
 
-import html
-import mmap
 import os
-import re
+import random
 import selectors
+import signal
 import socket
-import struct
 import time
 from collections import deque
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 
-from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.base import Worker as BaseWorker
 
-from . import framing
+from .fair_accept import Share
+from .h11_conn import GONE, MORE, PENDING, READY, Conn, Refusal
 
 READ_TIMEOUT = 10.0  # a send must be answered within MoEngage's 5 s anyway
 # After a refusal, what the client still sends is read and dropped for a while before the
@@ -35,216 +34,278 @@ DRAIN_SECONDS, DRAIN_BYTES = 2.0, 4 * 1024 * 1024
 # What one worker holds of requests not yet whole, all connections together: many clients each
 # sending most of a 1 MiB body and stopping would otherwise hold 1 MiB each for READ_TIMEOUT.
 READ_BUDGET = 32 * 1024 * 1024
-# Fair accept on the one shared socket: each worker publishes how many connections it holds in
-# a table the master maps before it forks (this module is imported by gunicorn.conf.py), and
-# takes a new connection only while it holds at most FAIR_MARGIN more than the least loaded
-# live worker. Otherwise whichever worker woke first took most of a burst ([0, 29, 37, 62] of 128
-# measured, bench/RESULTS.md), and a kept-alive connection stays where it was accepted.
-SLOTS, FAIR_MARGIN, STALE_SECONDS, DECLINE_SECONDS = 64, 2, 2.5, 0.005
-_SLOT = struct.Struct("iid")  # pid (0: not accepting), connections, when (monotonic)
-_TABLE = mmap.mmap(-1, SLOTS * _SLOT.size)  # anonymous, MAP_SHARED: one table for all workers
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ([^\r\n]*)")
-_MESSAGE = re.compile(rb"</h1>(.*)</body>", re.DOTALL)
+DECLINE_SECONDS = 0.005  # after leaving a connection to a less loaded worker, look again
+BEAT_SECONDS = 0.5  # how often the loop tells gunicorn's master it is alive (GUNICORN_TIMEOUT)
 
 
-class Worker(ThreadWorker):
+class Worker(BaseWorker):
     """`worker_class = "connector.worker.Worker"` (gunicorn.conf.py)."""
 
-    def init_process(self):
-        self.slot = self.age % SLOTS
-        self.fair = not self.cfg.reuse_port  # own sockets (reuse_port): the kernel spreads
-        self.decline_until = 0.0
-        self.reading = deque()  # connections being read, oldest first (all share READ_TIMEOUT)
-        self.draining = deque()  # refused connections, read and dropped until they close
-        self.buffered = 0  # bytes held in the inboxes of self.reading
-        # f(raw request) -> an answer's bytes or None; set by gunicorn.conf.py's
-        # post_worker_init from the app (connector/early.py), None for any other app.
-        self.answer_early = getattr(self, "answer_early", None)
-        super().init_process()
+    answer_early = None  # f(h11 request, body) -> a Result or None; set by post_worker_init
 
-    def notify(self):
-        """Called by gthread's loop at every turn: publish this worker's load too."""
-        super().notify()
-        self._publish(os.getpid() if self.alive else 0)
-
-    def _publish(self, pid):
-        _SLOT.pack_into(_TABLE, self.slot * _SLOT.size, pid, self.nr_conns, time.monotonic())
-
-    def _over_fair_share(self):
-        now, mine, least = time.monotonic(), self.nr_conns, None
-        for slot in range(SLOTS):
-            pid, conns, when = _SLOT.unpack_from(_TABLE, slot * _SLOT.size)
-            if slot == self.slot or not pid or now - when > STALE_SECONDS:
-                continue
-            if conns < self.worker_connections and (least is None or conns < least):
-                least = conns
-        return least is not None and mine > least + FAIR_MARGIN
-
-    def accept(self, listener):
-        """Take a connection from the shared socket only while not holding more than the
-        least loaded worker (plus FAIR_MARGIN): it will take it instead."""
-        if self.fair and self._over_fair_share():
-            self.decline_until = time.monotonic() + DECLINE_SECONDS
-            self.set_accept_enabled(False)
-            return
-        super().accept(listener)
-        self._publish(os.getpid())
-
-    def set_accept_enabled(self, enabled):
-        # gthread re-enables accepting at every loop turn; after declining, wait a little so
-        # the level-triggered socket does not wake this worker in a loop meanwhile.
-        if enabled and time.monotonic() < self.decline_until:
-            return
-        super().set_accept_enabled(enabled)
-
-    def wait_for_and_dispatch_events(self, timeout):
-        # After declining, come back to the accept race within DECLINE_SECONDS even when
-        # nothing else wakes this worker: the least loaded one may be the one that declined.
-        if not self._accepting and self.decline_until:
-            timeout = min(timeout, max(self.decline_until - time.monotonic(), 0.001))
-        super().wait_for_and_dispatch_events(timeout)
-
-    def handle_exit(self, sig, frame):
-        self._publish(0)  # stopping: no longer a worker the others compare themselves with
-        super().handle_exit(sig, frame)
-
-    def enqueue_req(self, conn):
-        """Every way a connection reaches the thread pool (accepted, kept alive and readable
-        again, bytes read ahead) comes here: read the request whole first."""
-        if self.cfg.is_ssl:  # TLS is the platform's job here; gthread's way is kept for it
-            super().enqueue_req(conn)
-            return
-        held = conn.parser.unreader.take_buffered() if conn.parser else b""
-        conn.inbox = bytearray(held)
-        conn.continued = conn.gone = False
-        conn.counted = 0  # bytes of the inbox counted in self.buffered
-        conn.read_deadline = time.monotonic() + READ_TIMEOUT
-        conn.sock.setblocking(False)
-        # Mostly the request is already there (the poller said the socket is readable): read it
-        # now rather than wait for the poller to say so again.
-        if self._receive(conn) and self._judge(conn):
-            return
-        if conn.gone:
-            return
-        self.reading.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
-
-    def _on_readable(self, conn, _sock):
-        if self._receive(conn):
-            self._judge(conn)
-
-    def _receive(self, conn):
-        """Append what the socket holds to the inbox; False if nothing came. A client gone
-        before its request was whole is closed here."""
+    def run(self):
+        self._setup()
         try:
-            data = conn.sock.recv(64 * 1024)
-        except (BlockingIOError, InterruptedError):
-            return bool(conn.inbox)
-        except OSError:
-            data = b""
-        if not data:
-            self._stop_reading(conn)
-            self._close(conn)
-            conn.gone = True
-            return False
-        conn.inbox += data
-        conn.counted += len(data)
-        self.buffered += len(data)
-        return True
+            while self.alive:
+                self._turn()
+            self._stop()
+        finally:
+            self.share.leave()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for conn in list(self.conns):
+                self._close(conn)
 
-    def _judge(self, conn):
-        """Hand the request to a thread, refuse it, or keep reading. True once it left."""
-        verdict = framing.request_end(conn.inbox)
-        if verdict in (framing.MORE, framing.CONTINUE) and self.buffered > READ_BUDGET:
-            verdict = (503, "too many large requests are arriving at once; retry shortly")
-        if verdict == framing.CONTINUE:
-            if not conn.continued:
-                conn.continued = True
-                self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
-            return False
-        if verdict == framing.MORE:
-            return False
-        self._stop_reading(conn)
-        if verdict == framing.READY:
-            if not self._answer_early(conn):
-                conn.data_ready = True
-                super().enqueue_req(conn)
-        else:
-            self._refuse(conn, *verdict)
-        return True
-
-    def _answer_early(self, conn):
-        """Answer here what the app can refuse without a thread (connector/early.py: a send
-        over VONAGE_MAX_RPS), then wait for the connection's next request as gthread does
-        after one. False: the request goes to a thread."""
-        if self.answer_early is None or not self.alive or not self.cfg.keepalive:
-            return False
-        if len(self.keepalived_conns) >= self.max_keepalived:
-            return False  # gthread would close it after the answer: let it
-        try:
-            response = self.answer_early(conn.inbox)
-        except Exception:  # the route answers whatever this could not
-            self.log.exception("Answering early failed; the request goes to the app")
-            return False
-        if response is None:
-            return False
-        conn.inbox = None
-        try:
-            sent = conn.sock.send(response)  # a few hundred bytes: the socket takes them whole
-        except OSError:
-            sent = 0
-        if sent != len(response):
-            self._close(conn)
-            return True
-        conn.set_timeout()
-        self.keepalived_conns.append(conn)
-        self.poller.register(
-            conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+    def _setup(self):
+        cfg = self.cfg
+        if cfg.is_ssl:
+            raise RuntimeError("connector.worker.Worker serves plain HTTP: TLS is the platform's")
+        self.selector = selectors.DefaultSelector()
+        self.parent = _parent()
+        self.limits = (
+            cfg.limit_request_line,
+            cfg.limit_request_fields,
+            cfg.limit_request_field_size,
         )
-        return True
+        self.pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="request")
+        self.conns = {}  # every connection held -> its deadline (None while a thread has it)
+        self.waiting = {}  # connection -> what to do at its deadline
+        self.pending = set()  # connections with bytes read but not yet taken by h11
+        self.buffered = 0  # bytes held of requests not yet whole
+        self.done = deque()  # (connection, keep it) handed back by the threads
+        self.served = 0
+        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
+        self.max_served = cfg.max_requests + jitter if cfg.max_requests else None
+        self.share = Share(cfg.worker_connections)
+        self.decline_until = 0.0
+        self.next_beat = 0.0
+        self.listening = False
+        self.wake_r, self.wake_w = socket.socketpair()
+        for sock in (self.wake_r, self.wake_w):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self.wake_w.fileno())  # a signal (TERM from a HUP) ends a wait
+        self.selector.register(self.wake_r, selectors.EVENT_READ, (self._on_wake, self.wake_r))
+        for sock in self.sockets:
+            sock.setblocking(False)
+        self._listen(True)
+        name = self.sockets[0].getsockname()
+        host, port = name[:2] if isinstance(name, tuple) else (name, "")
+        self.base = {
+            "SERVER_NAME": str(host),
+            "SERVER_PORT": str(port),
+            "SERVER_SOFTWARE": "connector",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": cfg.workers > 1,
+            "wsgi.run_once": False,
+        }
 
-    def _stop_reading(self, conn):
-        self.buffered -= conn.counted
-        conn.counted = 0
-        try:
-            self.reading.remove(conn)
-            self.poller.unregister(conn.sock)
-        except (ValueError, KeyError):
-            pass
-
-    def murder_pending(self):
-        """Called by gthread's loop at every turn (at least once a second): also end requests
-        read too slowly, and let the early answers log what they held back."""
-        super().murder_pending()
+    def _turn(self):
+        now = time.monotonic()
+        if now >= self.next_beat:  # not every turn: a system call hands the GIL over
+            self.next_beat = now + BEAT_SECONDS
+            self.notify()  # gunicorn's heartbeat: a worker whose loop is stuck gets restarted
+            if self.parent != _parent():
+                self.log.info("Parent changed, shutting down: %s", self)
+                self.alive = False
+        self.share.publish(len(self.conns))
+        timeout = 0.0 if self.pending or self.done else 1.0
+        if not self.listening and self.decline_until:
+            timeout = min(timeout, max(self.decline_until - time.monotonic(), 0.001))
+        self._events(timeout)
+        if not self.listening and time.monotonic() >= self.decline_until:
+            self._listen(True)
         if self.answer_early is not None:
             self.answer_early.tick()
-        now = time.monotonic()
-        while self.reading and self.reading[0].read_deadline <= now:
-            conn = self.reading[0]
-            self._stop_reading(conn)
-            if conn.inbox:
-                reason = f"the request was not received whole within {READ_TIMEOUT:g} s"
-                self._refuse(conn, 408, reason)
+
+    def _listen(self, on):
+        if on == self.listening:
+            return
+        for sock in self.sockets:
+            if on:
+                self.selector.register(sock, selectors.EVENT_READ, (self._accept, sock))
             else:
-                self._close(conn)
-        while self.draining and self.draining[0].read_deadline <= now:
-            self._end_drain(self.draining[0])
+                self.selector.unregister(sock)
+        self.listening = on
+
+    def _accept(self, listener):
+        """Take a connection, unless a less loaded worker should (fair_accept.py)."""
+        if not self.cfg.reuse_port and self.share.over(len(self.conns)):
+            self.decline_until = time.monotonic() + DECLINE_SECONDS
+            self._listen(False)
+            return
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        sock.setblocking(False)
+        conn = Conn(sock, addr, self.limits)
+        self.share.publish(len(self.conns) + 1)
+        self._read(conn, READ_TIMEOUT, self._timed_out)
+
+    def _read(self, conn, seconds, at_deadline):
+        """Wait for (more of) a request on `conn`, for `seconds` at most."""
+        self.conns[conn] = time.monotonic() + seconds
+        self.waiting[conn] = at_deadline
+        self._watch(conn, self._on_readable)
+
+    def _watch(self, conn, handler):
+        """Have the selector call `handler` when `conn` is readable (None: not at all)."""
+        if handler is None:
+            if conn.watched is not None:
+                self.selector.unregister(conn.sock)
+        elif conn.watched is None:
+            self.selector.register(conn.sock, selectors.EVENT_READ, (handler, conn))
+        elif conn.watched != handler:
+            self.selector.modify(conn.sock, selectors.EVENT_READ, (handler, conn))
+        conn.watched = handler
+
+    def _on_readable(self, conn):
+        if not conn.receive():
+            return
+        if self.waiting.get(conn) == self._idle_over:  # a kept-alive connection's next request
+            self.conns[conn] = time.monotonic() + READ_TIMEOUT
+            self.waiting[conn] = self._timed_out
+        self._advance(conn)
+
+    def _advance(self, conn):
+        try:
+            state = conn.advance()
+        except Refusal as refusal:
+            self._refuse(conn, refusal.status, refusal.reason)
+            return
+        self.buffered += conn.held - conn.counted
+        conn.counted = conn.held
+        if state == PENDING:  # read no more from it until h11 has taken what it holds
+            self.pending.add(conn)
+            self._watch(conn, None)
+        else:
+            self.pending.discard(conn)
+        if state == GONE or (state == MORE and conn.eof):
+            self._close(conn)
+        elif state == READY:
+            self._dispatch(conn)
+        elif self.buffered > READ_BUDGET:
+            self._refuse(conn, 503, "too many large requests are arriving at once; retry shortly")
+        elif state == MORE:
+            self._watch(conn, self._on_readable)
+
+    def _unhold(self, conn):
+        """`conn` no longer waits for bytes in the loop."""
+        self.buffered -= conn.counted
+        conn.counted = 0
+        self.waiting.pop(conn, None)
+        self.pending.discard(conn)
+        self._watch(conn, None)
+
+    def _dispatch(self, conn):
+        """A whole request: answered here if connector/early.py can, else to a thread."""
+        conn.closing = not self.alive or self.cfg.keepalive <= 0
+        self.log.debug(
+            "Read %s %s whole in %d turns of the loop; the longest held it %.2f ms (CPU)",
+            conn.request.method.decode("ascii"),
+            conn.request.target[:100].decode("latin-1"),
+            conn.slices,
+            conn.longest_slice * 1000,
+        )
+        if self.answer_early is not None and self._answer_early(conn):
+            return
+        self._unhold(conn)
+        self.conns[conn] = None
+        self.pool.submit(self._serve, conn)
+
+    def _answer_early(self, conn):
+        """The loop answers, and the connection stays watched for its next request: no
+        system call but the answer's one send."""
+        result = self.answer_early(conn.request, bytes(conn.body))
+        if result is None:
+            return False
+        try:
+            conn.answer(result.status, result.answer, result.headers)
+            conn.flush(timeout=0)  # a few hundred bytes: a socket waiting for them takes them
+            keep = conn.next_cycle()
+        except OSError:
+            keep = False  # a client that does not take a few hundred bytes: let it go
+        self._back(conn, keep)
+        return True
+
+    def _serve(self, conn):
+        """In a thread: the app's answer, then the connection goes back to the loop."""
+        keep = False
+        try:
+            keep = conn.respond(self.wsgi, self.base, self.log)
+        except Exception:  # the connection closes; the worker goes on
+            self.log.exception("Error answering a request")
+        self.done.append((conn, keep))
+        try:
+            self.wake_w.send(b"\0")
+        except OSError:
+            pass  # the loop is awake already (the socket buffer is full of wake-ups)
+
+    def _on_wake(self, sock):
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _take_back(self):
+        while self.done:
+            conn, keep = self.done.popleft()
+            self.served += 1
+            self._back(conn, keep)
+        if self.max_served and self.served >= self.max_served and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+
+    def _back(self, conn, keep):
+        """After an answer: wait for the connection's next request, or close it."""
+        self.buffered -= conn.counted
+        conn.counted = 0
+        if not keep or not self.alive:
+            self._close(conn)
+        elif conn.h11.trailing_data[0]:  # pipelined: the next request is (partly) read already
+            self.conns[conn] = time.monotonic() + READ_TIMEOUT
+            self.waiting[conn] = self._timed_out
+            self.pending.add(conn)
+            self._watch(conn, None)
+        else:
+            self._read(conn, self.cfg.keepalive, self._idle_over)
+
+    def _expire(self):
+        now = time.monotonic()
+        if now < getattr(self, "next_expiry", 0.0):
+            return
+        self.next_expiry = now + 0.1
+        for conn, deadline in list(self.conns.items()):
+            if deadline is not None and deadline <= now and conn in self.waiting:
+                self.waiting[conn](conn)
+
+    def _timed_out(self, conn):
+        if conn.request is None and not conn.h11.trailing_data[0]:
+            self._close(conn)  # connected, sent nothing: just closed
+        else:
+            self._refuse(conn, 408, f"the request was not received whole within {READ_TIMEOUT:g} s")
+
+    def _idle_over(self, conn):
+        self._close(conn)
 
     def _refuse(self, conn, status, reason):
-        self.log.warning("Refused request from ip=%s: %s %s", conn.client[0], status, reason)
-        self._send(conn, framing.json_response(status, reason))
+        """Answer the refusal, then read and drop what still comes for DRAIN_SECONDS."""
+        self.log.warning("Refused request from ip=%s: %s %s", conn.addr[0], status, reason)
+        self._unhold(conn)
+        conn.refuse(status, reason)
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._close(conn)
             return
-        conn.inbox = None
         conn.drained = 0
-        conn.read_deadline = time.monotonic() + DRAIN_SECONDS
-        self.draining.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_drain, conn))
+        self.conns[conn] = time.monotonic() + DRAIN_SECONDS
+        self.waiting[conn] = self._close
+        self._watch(conn, self._drain)
 
-    def _on_drain(self, conn, _sock):
+    def _drain(self, conn):
         try:
             data = conn.sock.recv(64 * 1024)
         except (BlockingIOError, InterruptedError):
@@ -253,65 +314,47 @@ class Worker(ThreadWorker):
             data = b""
         conn.drained += len(data)
         if not data or conn.drained > DRAIN_BYTES:
-            self._end_drain(conn)
-
-    def _end_drain(self, conn):
-        self.draining.remove(conn)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
-        self._close(conn)
-
-    def _send(self, conn, data):
-        try:
-            conn.sock.send(data)  # small; a client that does not read it loses it
-        except OSError:
-            pass
+            self._close(conn)
 
     def _close(self, conn):
-        self.nr_conns -= 1
+        self._unhold(conn)
+        self.conns.pop(conn, None)
         conn.close()
 
-    def handle(self, conn):
-        """In a thread: give gunicorn's parser the bytes the loop read, then serve as gthread."""
-        inbox, conn.inbox = getattr(conn, "inbox", None), None
-        if inbox:
-            conn.sock.setblocking(True)
-            conn.init()
-            conn.parser.unreader.unread(bytes(inbox))
-        return super().handle(conn)
+    def _stop(self):
+        """Stopping (TERM, a HUP's old workers): no new connection; requests under way are
+        answered with `Connection: close` within graceful_timeout; idle ones are closed."""
+        self._listen(False)
+        self.decline_until = 0.0
+        self.share.leave()
+        for conn in list(self.conns):
+            if self.waiting.get(conn) == self._idle_over:
+                self._close(conn)
+            else:
+                conn.closing = True  # read or answered now: `Connection: close` on its answer
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.conns and time.monotonic() < deadline:
+            self.notify()
+            self._events(0.0 if self.pending or self.done else 0.2)
 
-    def handle_request(self, req, conn):
-        if getattr(conn, "continued", False):
-            req._expected_100_continue = False  # the loop already sent it
-        return super().handle_request(req, conn)
+    def _events(self, timeout):
+        for key, _ in self.selector.select(timeout):
+            self._guarded(*key.data)
+        for conn in list(self.pending):
+            self._guarded(self._advance, conn)
+        self._take_back()
+        self._expire()
 
-    def handle_error(self, req, client, addr, exc):
-        """gunicorn's status and message for a request it refuses, rendered as JSON."""
-        page = _Page()
-        super().handle_error(req, page, addr, exc)
-        line = _STATUS_LINE.match(page.data)
-        if not line:
-            return
-        status = int(line.group(1))
-        message = _MESSAGE.search(page.data)
-        detail = html.unescape(message.group(1).decode("latin-1")).strip() if message else ""
-        reason = detail or line.group(2).decode("latin-1")
+    def _guarded(self, handler, arg):
+        """A fault of the server's own code ends the connection it served, not the worker
+        (with every other connection it holds)."""
         try:
-            util.write_nonblock(client, framing.json_response(status, reason))
-        except Exception:  # noqa: BLE001 - as gunicorn: the client may be gone
-            self.log.debug("Failed to send error message.")
+            handler(arg)
+        except Exception:  # logged, and the connection closed
+            self.log.exception("Error in the worker's event loop; the connection is closed")
+            if isinstance(arg, Conn):
+                self._close(arg)
 
 
-class _Page:
-    """Stands in for the client socket while gunicorn writes its HTML error page."""
-
-    def __init__(self):
-        self.data = b""
-
-    def gettimeout(self):
-        return 0.0
-
-    def sendall(self, data):
-        self.data += data
+def _parent():
+    return os.getppid()  # a worker whose master died is orphaned: it stops

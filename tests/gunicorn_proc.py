@@ -52,6 +52,10 @@ class Connector:
         self.kill()
         raise RuntimeError(f"gunicorn did not start; see {log_path}")
 
+    def log_text(self):
+        """What gunicorn and the workers logged so far."""
+        return Path(self.log.name).read_text(errors="replace")
+
     def kill(self):
         """kill -9 the master and every worker at once: a crash, not a shutdown."""
         if self.proc and self.proc.poll() is None:

@@ -1,5 +1,6 @@
 """Issue 12: a send over VONAGE_MAX_RPS refused in the worker's event loop (connector/early.py),
-with the route's answer, and only when the route would surely refuse it too."""
+with the route's answer, and only when the route would surely refuse it too: both ask the one
+send decision, `sending.decide` (issue 17)."""
 
 import json
 import os
@@ -10,12 +11,13 @@ import tempfile
 import time
 import uuid
 
+import h11
 import pytest
 from conftest import send
 from gunicorn_proc import Connector
 from standins import API_KEY, API_SECRET
 
-from connector import early, framing, trail
+from connector import early, sending, trail
 from connector.errors import Failure
 from connector.ratelimit import MARGIN, RateLimiter
 
@@ -37,11 +39,14 @@ def raw_send(body, authorization=f"Custom {API_KEY}:{API_SECRET}", path="/", ext
     return bytearray(head + extra + b"\r\n" + data)
 
 
-def split(answer):
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), fields, json.loads(body)
+def ask(answerer, raw):
+    """What the worker's loop does with a whole request: h11 frames it, the answerer decides."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(bytes(raw))
+    request, body = conn.next_event(), b""
+    while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+        body += event.data
+    return answerer(request, body)
 
 
 @pytest.fixture
@@ -56,15 +61,47 @@ def full(make_app, vonage, backend):
 
 
 def test_a_send_over_the_full_schedule_gets_the_routes_429(full, vonage):
-    answer = early.answerer(full)(raw_send(BODY))
-    status, fields, body = split(answer)
+    answer = ask(early.answerer(full), raw_send(BODY))
     routed = send(full.test_client(), {**BODY, "text": "again"})
-    assert status == routed.status_code == 429
-    assert body == routed.json
-    assert int(fields["Retry-After"]) == int(routed.headers["Retry-After"]) >= 3
-    assert fields["Content-Length"] == str(len(answer.partition(b"\r\n\r\n")[2]))
-    assert "Connection" not in fields  # HTTP/1.1: the connection stays open
+    assert answer.status == routed.status_code == 429
+    assert answer.answer == routed.json
+    assert int(answer.headers["Retry-After"]) == int(routed.headers["Retry-After"]) >= 3
     assert len(vonage.requests) == 1  # the first send only
+
+
+def test_the_loop_and_the_route_ask_the_same_decision(full, monkeypatch):
+    """A check added to `sending.decide` holds on both paths: no copy to keep in step."""
+    asked = []
+    real = sending.decide
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("early", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "decide", spy)
+    assert ask(early.answerer(full), raw_send(BODY)).status == 429
+    assert send(full.test_client(), {**BODY, "text": "again"}).status_code == 429
+    assert asked == [True, False]
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        lambda raw: raw.replace(b"HTTP/1.1", b"HTTP/1.0", 1),
+        lambda raw: raw.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1),
+    ],
+)
+def test_h11_frames_every_request_so_any_framing_gets_the_same_answer(full, framing):
+    assert ask(early.answerer(full), framing(raw_send(BODY))).status == 429
+
+
+def padded(raw, spaces):
+    """The same send with its JSON followed by `spaces` blanks (still valid JSON)."""
+    head, _, body = bytes(raw).partition(b"\r\n\r\n")
+    head = head.replace(
+        b"Content-Length: %d" % len(body), b"Content-Length: %d" % (len(body) + spaces)
+    )
+    return bytearray(head + b"\r\n\r\n" + body + b" " * spaces)
 
 
 def bad_json():
@@ -77,24 +114,20 @@ LEFT_TO_THE_ROUTE = {
     "not JSON": bad_json,
     "another path": lambda: raw_send(BODY, path="/webhooks/status"),
     "a GET": lambda: bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-    "Connection: close": lambda: raw_send(BODY, extra=b"Connection: close\r\n"),
-    "chunked": lambda: bytearray(
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-    ),
-    "HTTP/1.0": lambda: bytearray(raw_send(BODY).replace(b"HTTP/1.1", b"HTTP/1.0", 1)),
-    "pipelined": lambda: raw_send(BODY) + raw_send(BODY),
+    "two Authorizations": lambda: raw_send(BODY, extra=b"Authorization: Custom a:b\r\n"),
+    "a body over 64 KiB": lambda: padded(raw_send(BODY), 70_000),
 }
 
 
 @pytest.mark.parametrize("name", LEFT_TO_THE_ROUTE)
 def test_what_the_route_would_answer_otherwise_is_left_to_it(full, name):
-    assert early.answerer(full)(LEFT_TO_THE_ROUTE[name]()) is None
+    assert ask(early.answerer(full), LEFT_TO_THE_ROUTE[name]()) is None
 
 
 def test_a_send_already_answered_is_replayed_by_the_route_not_refused(full):
     first = {**BODY, "text": "first"}  # identical to the send that filled the schedule
     answerer = early.answerer(full)
-    assert answerer(raw_send(first)) is None
+    assert ask(answerer, raw_send(first)) is None
     replay = send(full.test_client(), first)
     assert replay.status_code == 200 and replay.json["trackingId"]
 
@@ -104,7 +137,7 @@ def test_a_key_outside_vonage_api_keys_is_left_to_the_route(make_app, vonage, ba
         pytest.skip("SQLite only")
     app = make_app(vonage_max_rps=0.3, vonage_timeout=4.0, vonage_api_keys=("other",))
     app.extensions["connector"].limiter._learn(API_KEY, 100)
-    assert early.answerer(app)(raw_send(BODY)) is None
+    assert ask(early.answerer(app), raw_send(BODY)) is None
     assert send(app.test_client(), BODY).status_code == 401
 
 
@@ -112,7 +145,7 @@ def test_nothing_is_refused_before_the_schedule_is_known(make_app, vonage, backe
     if backend != "sqlite":
         pytest.skip("SQLite only")
     app = make_app(vonage_max_rps=0.3, vonage_timeout=4.0)
-    assert early.answerer(app)(raw_send(BODY)) is None
+    assert ask(early.answerer(app), raw_send(BODY)) is None
     assert early.answerer(make_app()) is None  # no VONAGE_MAX_RPS: nothing to refuse early
 
 
@@ -126,13 +159,13 @@ def test_each_refusal_is_traced_by_the_next_transaction(full):
     store = full.extensions["connector"].store
     answerer = early.answerer(full)
     for n in range(3):
-        assert answerer(raw_send({**BODY, "to": f"44770090010{n}"})) is not None
+        assert ask(answerer, raw_send({**BODY, "to": f"44770090010{n}"})) is not None
     assert not trail.by(store, "number", "447700900101")  # parked, not yet written
     send(full.test_client(), {**BODY, "text": "first"})  # a replay: its row's flush takes them
     rows = [row for n in range(3) for row in trail.by(store, "number", f"44770090010{n}")]
     assert [(row["stage"], row["http"]) for row in rows] == [("send", 429)] * 3
     assert rows[0]["campaign_id"] == "spring"
-    answerer(raw_send(BODY))
+    ask(answerer, raw_send(BODY))
     store.flush_journal(force=True)  # as a worker does when it exits
     rows = trail.by(store, "number", "447700900000")  # the first send, its replay, this one
     assert [row["http"] for row in rows] == [200, 200, 429]
@@ -219,12 +252,3 @@ def read_answer(reader):
         fields[name.strip()] = value.strip()
     reader.read(int(fields.get("Content-Length", 0)))
     return status, fields
-
-
-def test_simple_request_reads_only_the_plainest_requests():
-    found = framing.simple_request(raw_send(BODY))
-    assert found.method == "POST" and found.path == "/"
-    assert json.loads(found.body) == BODY
-    assert found.fields[b"authorization"] == [f"Custom {API_KEY}:{API_SECRET}".encode()]
-    assert framing.simple_request(raw_send(BODY)[:-1]) is None  # the body not all in
-    assert framing.simple_request(bytearray(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")).body == b""

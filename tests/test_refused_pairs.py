@@ -192,14 +192,14 @@ def test_a_wrong_secret_over_a_full_schedule_is_left_to_the_route(make_app, vona
     secret gets the route's answer, remembered and traced once a minute."""
     if backend != "sqlite":
         pytest.skip("answered early with SQLite only")
-    from test_early import BODY, raw_send  # the worker's bytes, as test_early builds them
+    from test_early import BODY, ask, raw_send  # the worker's bytes, as test_early frames them
 
     app = make_app(vonage_max_rps=0.3, vonage_timeout=4.0)
     assert post(app, AUTH, {**BODY, "text": "first"}).status_code == 200
     answerer = early.answerer(app)
-    assert answerer(raw_send(BODY)) is not None  # the team's pair: refused early
+    assert ask(answerer, raw_send(BODY)) is not None  # the team's pair: refused early
     wrong = f"Custom {API_KEY}:not-the-secret"
-    assert answerer(raw_send(BODY, authorization=wrong)) is None
+    assert ask(answerer, raw_send(BODY, authorization=wrong)) is None
     for _ in range(5):
         assert post(app, {"Authorization": wrong}, BODY).status_code == 401
     assert len(vonage.sends()) == 2  # the first send and the wrong secret's check

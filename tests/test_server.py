@@ -47,6 +47,27 @@ REQUESTS = {
     "10 KiB request line": (b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "invalid chunk size": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
     "chunked 2 MiB": (POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(CHUNKED_2_MIB), 413),
+    "Content-Length over 1 MiB": (POST + b"Content-Length: 2000000\r\n\r\n", 413),
+    "head over 64 KiB": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+        + b"\r\n",
+        431,
+    ),
+    "space before a colon": (b"GET /health HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    "chunk without its CRLF": (POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", 400),
+    "Transfer-Encoding gzip": (POST + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    "Expect: 200-ok": (POST + b"Content-Length: 2\r\nExpect: 200-ok\r\n\r\n{}", 417),
+    "TLS on the plain port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400),
+}
+
+
+CONFIGURED = {
+    "DATABASE_URL": "",
+    "VONAGE_API_URL": "http://127.0.0.1:9",
+    "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
+    "VONAGE_SIGNATURE_SECRET": "s" * 32,
+    "VONAGE_FROM": "Acme",
 }
 
 
@@ -54,12 +75,9 @@ REQUESTS = {
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
     env = {
+        **CONFIGURED,
+        "GUNICORN_CMD_ARGS": "--log-level debug",  # the worker's loop tells how long it held
         "DATABASE_PATH": str(tmp / "c.db"),
-        "DATABASE_URL": "",
-        "VONAGE_API_URL": "http://127.0.0.1:9",
-        "MOENGAGE_DELIVERY_URL": "http://127.0.0.1:9/dlr",
-        "VONAGE_SIGNATURE_SECRET": "s" * 32,
-        "VONAGE_FROM": "Acme",
     }
     connector = Connector(env, workers=1, threads=2).start(tmp / "gunicorn.log")
     yield connector
@@ -99,6 +117,17 @@ def test_what_the_server_refuses_is_answered_in_json(server, name):
     assert b"content-type: application/json" in head.lower()
     reply = json.loads(body)
     assert reply["status"] == "failed" and reply["error"]
+
+
+def test_a_malformed_authorization_line_is_neither_logged_nor_answered(server):
+    """h11 quotes the line it refuses; the server's answer and log line leave the bytes out."""
+    offset = len(server.log_text())
+    data = b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization : Custom key:hush-secret\r\n\r\n"
+    answer = exchange(server.port, data)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"hush-secret" not in answer
+    time.sleep(0.2)
+    logged = server.log_text()[offset:]
+    assert "Refused request" in logged and "hush-secret" not in logged
 
 
 def test_slow_clients_hold_no_thread(server):
@@ -250,3 +279,131 @@ def test_connections_opened_at_once_spread_over_the_workers(tmp_path):
             sock.close()
         connector.kill()
     assert len(held) == 2 and sum(held) == 40 and held[0] >= 17, held
+
+
+def test_a_body_of_100k_one_byte_chunks_never_holds_the_loop_for_10_ms(server):
+    """Issue 17 item 6: h11 takes a chunked body as it arrives (linear), and a turn of the
+    worker's loop gives one connection at most ~2 ms: other clients are served meanwhile.
+    The worker logs, at debug level, the most CPU one turn spent on each request it read."""
+    body = b'{"to": "447700900000", "text": "hi"}'.ljust(100_000)
+    wire = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
+    offset = len(server.log_text())
+    meanwhile, done = [], []
+
+    def upload():
+        head = POST + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        done.append(exchange(server.port, head + wire, timeout=30))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        uploading = pool.submit(upload)
+        while not uploading.done():
+            started = time.monotonic()
+            answer = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            meanwhile.append((answer[:12], time.monotonic() - started))
+        uploading.result()
+    assert done[0].startswith(b"HTTP/1.1 ") and b"application/json" in done[0]
+    assert meanwhile and {status for status, _ in meanwhile} == {b"HTTP/1.1 200"}, meanwhile
+    line = next(
+        line
+        for line in server.log_text()[offset:].splitlines()
+        if "Read POST / whole" in line and "turns of the loop" in line
+    )
+    turns = int(line.split(" whole in ")[1].split()[0])
+    longest_ms = float(line.split("the longest held it ")[1].split()[0])
+    assert turns > 50, line  # taken in slices, not in one go
+    assert longest_ms < 10, line
+
+
+def test_a_request_sent_byte_by_byte_is_answered_once_whole(server):
+    """However the bytes are split, a request goes to a thread only once it is whole."""
+    raw = (
+        POST + b'Transfer-Encoding: chunked\r\n\r\n5;x=y\r\n{"to"\r\n4\r\n: 1}\r\n0\r\nT: 1\r\n\r\n'
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        for byte in raw[:-1]:
+            sock.sendall(bytes([byte]))
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1024)  # nothing answered before the last byte
+        sock.settimeout(5)
+        sock.sendall(raw[-1:])
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"application/json" in answer
+
+
+def test_a_request_not_whole_within_read_timeout_is_answered_408(server):
+    from connector.worker import READ_TIMEOUT
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT + 5) as sock:
+        started = time.monotonic()
+        sock.sendall(POST + b"Content-Length: 100\r\n\r\n{")
+        answer = sock.recv(65536)
+        waited = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body)["status"] == "failed"
+    assert READ_TIMEOUT - 0.5 <= waited <= READ_TIMEOUT + 3
+
+
+def test_what_the_worker_uses_of_gunicorn_is_still_there():
+    """connector/worker.py uses gunicorn's documented custom-worker interface only, and the
+    settings it reads; an upgrade of gunicorn that changes any of it fails here, and so does
+    any upgrade at all until docs/server.md's list was checked against it."""
+    import inspect
+
+    import gunicorn
+    from gunicorn.config import Config
+    from gunicorn.workers.base import Worker as Base
+
+    from connector.worker import Worker
+
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("gunicorn==")
+    )
+    assert gunicorn.__version__ == pinned, "check docs/server.md's list, then pin the new one"
+    assert issubclass(Worker, Base) and Base.run is not Worker.run
+    params = list(inspect.signature(Base.__init__).parameters)
+    assert params == ["self", "age", "ppid", "sockets", "app", "timeout", "cfg", "log"]
+    cfg = Config()
+    for name in (
+        "threads",
+        "keepalive",
+        "graceful_timeout",
+        "worker_connections",
+        "limit_request_line",
+        "limit_request_fields",
+        "limit_request_field_size",
+        "max_requests",
+        "max_requests_jitter",
+        "reuse_port",
+        "is_ssl",
+        "workers",
+    ):
+        getattr(cfg, name)
+    worker = Worker(0, os.getpid(), [], None, 30, cfg, None)
+    try:
+        assert worker.sockets == [] and worker.cfg is cfg and worker.alive
+        worker.notify()  # the heartbeat the master watches
+        worker.handle_exit(signal.SIGTERM, None)  # what TERM (a HUP's old workers) calls
+        assert worker.alive is False
+    finally:
+        worker.tmp.close()  # the heartbeat's file (made by gunicorn's constructor)
+    source = inspect.getsource(Base.init_process)
+    assert source.index("post_worker_init(self)") < source.index("self.run()")
+
+
+def test_an_idle_worker_keeps_telling_the_master_it_is_alive(tmp_path):
+    """gunicorn's master restarts a worker it has not heard from in GUNICORN_TIMEOUT: the
+    loop's heartbeat goes on with no request at all."""
+    env = {**CONFIGURED, "DATABASE_PATH": str(tmp_path / "c.db"), "GUNICORN_TIMEOUT": "2"}
+    connector = Connector(env, workers=1, threads=2).start(tmp_path / "gunicorn.log")
+    try:
+        children = Path(f"/proc/{connector.proc.pid}/task/{connector.proc.pid}/children")
+        before = children.read_text().split()
+        time.sleep(5)
+        assert children.read_text().split() == before
+        assert requests.get(f"{connector.url}/health", timeout=5).status_code == 200
+    finally:
+        connector.kill()
+    assert "WORKER TIMEOUT" not in (tmp_path / "gunicorn.log").read_text()

@@ -69,6 +69,17 @@ class GroupCommit:
         self._wanting = 0
         self._group: _Group | None = None  # the open transaction's _Group, if one is open
 
+    def close(self, wait: float = 5.0) -> None:
+        """Close the connection once no transaction holds it: a background prune or sweep may
+        be mid-commit, and closing a sqlite3 connection under another thread crashes it. After
+        `wait` it is closed anyway; nothing new starts on it (its store opens a new group)."""
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while (self._busy or self._group is not None) and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, min(0.05, deadline - time.monotonic())))
+            self._busy = True
+            self.conn.close()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         group = self._take_connection()

@@ -325,7 +325,7 @@ class SqliteStore(Store):
             if conn.pid == pid:  # a parent's are the parent's to close
                 conn.close()
         if group is not None and group.pid == pid:
-            group.conn.close()
+            group.close()
         if writer[0] == pid and writer[2] is not None:
             os.close(writer[2])
 
