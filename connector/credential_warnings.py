@@ -3,14 +3,13 @@ Account API failing to answer (the sends were 503, the credentials may be right)
 of sends refused before reaching Vonage (made-up or refused pairs). Both apart from the
 `vonage-credentials` warning, which is Vonage refusing a pair."""
 
-from .pair_checks import CHECKS_PER_SECOND
 from .store.refused import REFUSED_FOR
+from .utc import iso
 
 FLOOD_MIN = 50  # sends refused before reaching Vonage, within the clearing window, to warn
 
 
 def _warning(code, message, fix, row):
-    from .doctor import iso  # doctor imports this module for its RULES
 
     return {
         "code": code,
@@ -51,7 +50,7 @@ def refused_pairs(ctx, rows, now):
             f"{row['count']} sends were refused before reaching Vonage (about "
             f"{row['count'] / minutes:.0f} a minute): their key and secret were refused by "
             f"Vonage in the last {REFUSED_FOR / 60:.0f} minutes, or came faster than unknown "
-            f"pairs are checked ({CHECKS_PER_SECOND} a second). Someone without your "
+            f"pairs are checked ({ctx.pair_checks.per_second} a second). Someone without your "
             "credentials may be probing the connector; they sent nothing and spent nothing.",
             "If MoEngage's sender is yours and still works, set VONAGE_API_KEYS to your "
             "team's API keys so other keys are refused outright, and restrict who can reach "

@@ -9,11 +9,11 @@ a full phone number. Shared by `GET /health` and `flask doctor`.
 
 import logging
 import time
-from datetime import UTC, datetime
 
 from . import clock, countries, credential_warnings, destinations, evidence, vonage_errors
 from .advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
 from .moengage_gate import COOL_OFF
+from .utc import iso
 
 log = logging.getLogger(__name__)
 CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
@@ -35,10 +35,6 @@ def _warning(code, message, fix, row):
         "since": iso(row["since"]),
         "count": row["count"],
     }
-
-
-def iso(epoch):
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _ago(seconds):

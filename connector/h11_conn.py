@@ -34,6 +34,9 @@ WRITE_TIMEOUT = 10.0  # a client that does not read its (small) answer loses it
 MORE, PENDING, READY, GONE = "more", "pending", "ready", "gone"
 
 
+TRUSTED = "connector.trusted_proxy"  # the base environ's (allowed peers, secure scheme headers)
+
+
 class Refusal(Exception):
     """A request answered `{"status": "failed", "error": reason}` by the server itself."""
 
@@ -153,8 +156,9 @@ class Conn:
         """The WSGI environ (PEP 3333) of the whole request."""
         request = self.request
         path, _, query = request.target.partition(b"?")
+        allowed, secure_headers = base.get(TRUSTED) or (set(), {})
         environ = {
-            **base,
+            **{k: v for k, v in base.items() if k != TRUSTED},
             "REQUEST_METHOD": request.method.decode("ascii"),
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
@@ -173,6 +177,10 @@ class Conn:
             key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
             text = value.decode("latin-1")
             environ[key] = f"{environ[key]},{text}" if key in environ else text
+        if "*" in allowed or environ["REMOTE_ADDR"] in allowed:
+            for name, value in secure_headers.items():
+                if environ.get("HTTP_" + name.replace("-", "_")) == value:
+                    environ["wsgi.url_scheme"] = "https"
         return environ
 
     def respond(self, app, base, log):

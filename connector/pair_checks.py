@@ -54,6 +54,8 @@ def _too_many(wait):
 class PairChecks:
     """One per app: the checks in flight in this process, the instance's budget, the trail's."""
 
+    per_second = CHECKS_PER_SECOND  # as `doctor` names the limit
+
     def __init__(self, instance_id: str, budget_path: str | None = None):
         """`budget_path`: the file holding the checks' schedule (with SQLite, next to the
         database, so it is shared by the machine's workers and goes with the database's

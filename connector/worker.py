@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gunicorn.workers.base import Worker as BaseWorker
 
 from .fair_accept import Share
-from .h11_conn import GONE, MORE, PENDING, READY, Conn, Refusal
+from .h11_conn import GONE, MORE, PENDING, READY, TRUSTED, Conn, Refusal
 
 READ_TIMEOUT = 10.0  # a send must be answered within MoEngage's 5 s anyway
 # After a refusal, what the client still sends is read and dropped for a while before the
@@ -99,6 +99,12 @@ class Worker(BaseWorker):
             "wsgi.multiprocess": cfg.workers > 1,
             "wsgi.run_once": False,
         }
+        # gunicorn's own settings for a proxy (FORWARDED_ALLOW_IPS, secure_scheme_headers):
+        # only a peer they name may say the request came over https (X-Forwarded-Proto).
+        self.base[TRUSTED] = (
+            set(cfg.forwarded_allow_ips),
+            {name.upper(): value for name, value in cfg.secure_scheme_headers.items()},
+        )
 
     def _turn(self):
         now = time.monotonic()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import requests
-from conftest import AUTH, status_body, webhook
+from conftest import AUTH, record_sends, status_body, webhook
 from gunicorn_proc import ROOT, Connector
 from standins import Answer
 from test_restart import connector_env, signed_post
@@ -186,13 +186,15 @@ def test_sends_are_answered_in_time_while_moengage_hangs(tmp_path, database, von
     env = connector_env(database, vonage, moengage, VONAGE_TIMEOUT="4")
     env["MOENGAGE_DELIVERY_URL"] = f"{silent.url}/sms/dlr/custom/42"
     connector = Connector(env, workers=2, threads=32).start(tmp_path / "gunicorn.log")
+    bodies = [status_body(message_uuid=f"hang-{t}") for t in range(SECONDS * WEBHOOKS_PER_S)]
+    record_sends(database, *bodies)  # messages this connector sent: only theirs are forwarded
     webhooks, sends = [], []
     try:
         with concurrent.futures.ThreadPoolExecutor(400) as pool:
             start = time.monotonic()
             for tick in range(SECONDS * WEBHOOKS_PER_S):
                 time.sleep(max(0.0, start + tick / WEBHOOKS_PER_S - time.monotonic()))
-                body = status_body(message_uuid=f"hang-{tick}")
+                body = bodies[tick]
                 url = f"{connector.url}/webhooks/status"
                 webhooks.append(pool.submit(timed, lambda u=url, b=body: signed_post(u, b)))
                 if tick % (WEBHOOKS_PER_S // SENDS_PER_S) == 0:

@@ -378,6 +378,8 @@ def test_what_the_worker_uses_of_gunicorn_is_still_there():
         "max_requests_jitter",
         "reuse_port",
         "is_ssl",
+        "forwarded_allow_ips",
+        "secure_scheme_headers",
         "workers",
     ):
         getattr(cfg, name)

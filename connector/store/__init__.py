@@ -4,9 +4,10 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .base import OPTIN, OPTOUT, Claim, Event, Store, StoreUnavailable
+from .base import OPTIN, OPTOUT, Claim, Store, StoreUnavailable
 from .migrations import LATEST, STEPS, SchemaTooNew
 from .postgres import PostgresStore
+from .rows import Event
 from .sqlite import SqliteStore
 
 if TYPE_CHECKING:

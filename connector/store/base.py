@@ -15,6 +15,7 @@ from ..errors import Failure
 from . import journal
 from .refused import RefusedPairs
 from .retention import Retention
+from .rows import _dumps, _event
 from .statuses import Lease, Statuses
 
 
@@ -23,16 +24,6 @@ class Claim(NamedTuple):
     token: str
     status: int | None
     answer: Any
-
-
-class Event(NamedTuple):
-    id: int
-    dedupe_key: str
-    message_uuid: str | None
-    target: str  # tracking | data_api
-    payload: dict[str, Any]
-    is_final: bool
-    attempts: int
 
 
 class SendOutcome(NamedTuple):
@@ -112,18 +103,6 @@ class StoreUnavailable(Failure):
 
     def __init__(self, reason: str, retry_after: int | None = None) -> None:
         super().__init__(503, reason, retry_after=retry_after)
-
-
-def _dumps(value: Any) -> str:
-    """Stored JSON without the spaces json.dumps adds by default: bytes kept per send."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _event(row: Sequence[Any]) -> Event:
-    payload = json.loads(row[4])
-    if row[1].startswith("status:") and "trackingId" not in payload:
-        payload = {"trackingId": row[2], **payload}  # stored without it: it is message_uuid
-    return Event(row[0], row[1], row[2], row[3], payload, bool(row[5]), row[6])
 
 
 def _pending_or_duplicate(state: str) -> str:

@@ -16,6 +16,8 @@ deciding for one message see each other's rows.
 
 from typing import Any, NamedTuple
 
+from .rows import _dumps, _event
+
 
 class Lease(NamedTuple):
     outcome: str  # leased | sent | superseded | blocked | gone | busy
@@ -105,8 +107,6 @@ class Statuses:
             self._drop_waiting_sent(tx, message_uuid, now)
         if not until:
             return StatusRecorded("new", added[0], None)
-        from .base import _dumps, _event  # base.py imports this module
-
         # As lease_event would read it back: the attempts before this one.
         row = (added[0], key, message_uuid, "tracking", _dumps(payload), is_final, 0)
         return StatusRecorded("new", added[0], Lease("leased", _event(row), until))
