@@ -8,20 +8,20 @@ import os
 
 from dotenv import load_dotenv
 
-# `.env` is read as the app reads it (connector/config.py: python-dotenv, the environment
+# `.env` is read as the app reads it (connector/settings.py: python-dotenv, the environment
 # winning over the file), so PORT, WEB_CONCURRENCY and GUNICORN_THREADS there mean the same
 # to gunicorn as to the app.
 load_dotenv()
-# Every value below is read through the declarations in connector/config.py: a bad one (here
+# Every value below is read through the declarations in connector/settings.py: a bad one (here
 # or for the app) stops the start in the master, with the variable and what it allows.
-from connector.config import load_or_exit
+from connector.settings import load_or_exit
 
 settings = load_or_exit(os.environ)
 
 bind = f"0.0.0.0:{settings.port}"
 # gthread, but each request is read whole by the event loop before a thread takes it, and
-# gunicorn's own refusals are JSON: connector/worker.py.
-worker_class = "connector.worker.Worker"
+# gunicorn's own refusals are JSON: connector/server/worker.py.
+worker_class = "connector.server.worker.Worker"
 # Measured with `python -m bench` on 2 cores (bench/RESULTS.md). A kept-alive connection stays
 # with the worker that accepted it, and one worker often takes most of a burst of new ones:
 # 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
@@ -33,11 +33,11 @@ threads = settings.threads
 # SO_REUSEPORT (1) each worker had its own socket, and connections queued on a stopping
 # worker's were reset (31-39 per reload under load); another copy of the connector could also
 # bind the same port and silently take half the traffic. On the shared socket the worker
-# accepts fairly (connector/worker.py): 128 connections opened at once spread [30, 32, 33, 33]
+# accepts fairly (connector/server/worker.py): 128 connections opened at once spread [30, 32, 33, 33]
 # over 4 workers, where the first worker to wake used to take most. bench/RESULTS.md has it all.
 reuse_port = settings.gunicorn_reuse_port
 # A port held by another program stops the start at once, with a message naming it.
-from connector.port import check_port
+from connector.server.port import check_port
 
 on_starting = check_port
 
@@ -54,7 +54,8 @@ def post_worker_init(worker):
     """Each worker opens the database and logs what is misconfigured before it serves (the app
     itself opens nothing when built): a bad DATABASE_URL or a schema from a newer connector
     fails the worker's boot, and gunicorn stops, loudly."""
-    from connector import early, start
+    from connector import start
+    from connector.server import early
 
     if "connector" in getattr(worker.wsgi, "extensions", {}):  # not the benchmark's ceiling app
         start(worker.wsgi)

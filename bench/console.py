@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench import __main__ as bench
 from bench import console_fill
-from connector.config import load_settings
+from connector.settings import load_settings
 from connector.store import open_store
 
 PASSWORD = "bench-console-password"

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
+from connector.relay.events import delivery_event
 from connector.store import PostgresStore, SqliteStore
-from connector.translate import delivery_event
 
 TABLES = ("sends", "events")
 

@@ -1,6 +1,6 @@
 """Light Vonage and MoEngage stand-ins for the benchmark: one asyncio process, two servers.
 
-connector/standins.py (the tests' and `flask rehearse`'s) runs a thread per request, which would
+connector/rehearsal/standins.py (the tests' and `flask rehearse`'s) runs a thread per request, which would
 take CPU the connector needs; these answer on one event loop. The Vonage one answers 202 {"message_uuid"} after its latency and
 keeps each arrival time, to check VONAGE_MAX_RPS; the MoEngage one answers 200 after its latency
 and counts posts per (trackingId, status), to check exactly-once. `GET /_stats` shows what each

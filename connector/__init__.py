@@ -7,15 +7,19 @@ import click
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from . import cli, dispatch, health, logsafe, request_hooks, webhooks
-from .config import load_settings
-from .errors import Failure
-from .payload import MAX_BODY, TOO_LARGE
-from .services import build_services
-from .version import __version__
+from connector import commands as cli
+from connector import logsafe
+from connector.bodies import MAX_BODY, TOO_LARGE
+from connector.errors import Failure
+from connector.relay.services import build_services
+from connector.settings import load_settings
+from connector.version import __version__
+from connector.web import health, webhooks
+from connector.web import hooks as request_hooks
+from connector.web import send as dispatch
 
 __all__ = ["__version__", "create_app", "start"]
-from .setting import SettingError
+from connector.setting_schema import SettingError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -39,7 +43,7 @@ def create_app(config=None, environ=None):
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     if settings.console_password:  # off: every /console URL is a 404
-        from .console import bp as console
+        from connector.web.console import bp as console
 
         app.register_blueprint(console)
     request_hooks.init_app(app)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from .utc import iso
+from connector.utc import iso
 
 log = logging.getLogger(__name__)
 REFRESH = 30.0  # seconds between measurements of the offset (clocks drift by ppm)

@@ -1,4 +1,4 @@
-"""The settings' documentation, written from their declarations (connector/config.py): the
+"""The settings' documentation, written from their declarations (connector/settings.py): the
 table in README.md and docs/settings.md, and `.env.example`. Run after changing a setting:
 
     python -m connector.settings_docs
@@ -10,10 +10,10 @@ import textwrap
 from itertools import groupby
 from pathlib import Path
 
-from .config import SETTINGS
+from connector.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN = "<!-- settings table: written by `python -m connector.settings_docs` from connector/config.py -->"
+BEGIN = "<!-- settings table: written by `python -m connector.settings_docs` from connector/settings.py -->"
 END = "<!-- end of settings table -->"
 TABLED = (ROOT / "README.md", ROOT / "docs" / "settings.md")
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -52,7 +52,7 @@ def env_example():
     default (or empty where there is none)."""
     lines = _comment(
         "Copy to .env (read at start by the app and by gunicorn.conf.py; the environment wins "
-        "over it) or set these in your PaaS's environment. Written from connector/config.py by "
+        "over it) or set these in your PaaS's environment. Written from connector/settings.py by "
         "`python -m connector.settings_docs`: every setting is here, the required ones empty, "
         "the others commented out at their default (or empty where there is none)."
     )

@@ -10,8 +10,9 @@ import pgtest
 import pytest
 from standins import API_KEY, API_SECRET, MoEngageStandIn, VonageStandIn
 
-from connector import create_app, signatures, start
-from connector.config import load_settings
+from connector import create_app, start
+from connector.clients import signatures
+from connector.settings import load_settings
 from connector.store import StoreUnavailable, open_store
 
 SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"

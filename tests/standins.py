@@ -1,11 +1,11 @@
-"""The stand-ins the tests use (connector/standins.py), answering errors with the bodies
+"""The stand-ins the tests use (connector/rehearsal/standins.py), answering errors with the bodies
 Vonage's own SDKs test against (tests/fixtures/vonage), and the test accounts."""
 
 import json
 from pathlib import Path
 
-from connector import standins
-from connector.standins import Answer, MoEngageStandIn, StandIn
+from connector.rehearsal import standins
+from connector.rehearsal.standins import Answer, MoEngageStandIn, StandIn
 
 __all__ = ["Answer", "MoEngageStandIn", "StandIn", "VonageStandIn", "fixture"]
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import send
 from standins import API_KEY, Answer, fixture
 
-from connector.credentials import legacy_ref_key
+from connector.relay.credentials import legacy_ref_key
 
 NUMBER = "447700900000"
 GOOD = {"to": NUMBER, "text": "Your code is 1234"}

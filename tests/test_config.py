@@ -2,7 +2,7 @@
 
 import pytest
 
-from connector.config import load_settings
+from connector.settings import load_settings
 
 
 def test_defaults_follow_the_contract():

@@ -10,7 +10,7 @@ from conftest import AUTH, SIGNATURE_SECRET
 from consolekit import NUMBER, OTHER, PASSWORD, csrf_of, done, signed_in, traffic
 from standins import API_SECRET, Answer
 
-from connector import trace
+from connector.diagnostics import trace
 
 WORKSPACE = {"moengage_workspace_id": "WS123", "moengage_data_api_key": "data-key-xyz"}
 

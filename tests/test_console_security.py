@@ -8,7 +8,7 @@ import time
 import pytest
 from consolekit import NUMBER, PASSWORD, csrf_of, form_token, sign_in, signed_in, traffic
 
-from connector.config import load_settings
+from connector.settings import load_settings
 
 PAGES = ["/console/messages", "/console/optouts", "/console/pending", "/console/health",
          "/console/setup", f"/console/messages/{NUMBER}"]  # fmt: skip

@@ -7,7 +7,7 @@ import time
 from conftest import AUTH, send
 from standins import API_KEY, API_SECRET, Answer
 
-from connector.credentials import legacy_ref_key, pair_hash
+from connector.relay.credentials import legacy_ref_key, pair_hash
 
 NUMBER = "447700900000"
 GOOD = {"to": NUMBER, "text": "Your code is 1234"}

@@ -1,7 +1,7 @@
 """The one-click deploy files, checked against the platforms' own schemas (tests/fixtures/deploy),
-and the settings: the README's Settings table, .env.example, connector/config.py and
+and the settings: the README's Settings table, .env.example, connector/settings.py and
 gunicorn.conf.py agree on every variable and its default. Adding a setting means declaring it in
-connector/config.py and running `python -m connector.settings_docs` (tests/test_settings.py);
+connector/settings.py and running `python -m connector.settings_docs` (tests/test_settings.py);
 these tests need no change."""
 
 import copy
@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from connector.config import SETTINGS as DECLARED
-from connector.config import load_settings
+from connector.settings import SETTINGS as DECLARED
+from connector.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "deploy"  # sources: its README.md
@@ -148,7 +148,7 @@ def test_the_app_or_gunicorn_reads_each_setting_with_the_readmes_default(var, mo
         read = True
         assert gunicorn_settings(monkeypatch, **{var: default}) == unset, f"{var}: default differs"
     assert read, (
-        f"{var} is in the README but neither connector/config.py nor gunicorn.conf.py reads it"
+        f"{var} is in the README but neither connector/settings.py nor gunicorn.conf.py reads it"
     )
 
 

@@ -1,4 +1,4 @@
-"""Issue 12: a send over VONAGE_MAX_RPS refused in the worker's event loop (connector/early.py),
+"""Issue 12: a send over VONAGE_MAX_RPS refused in the worker's event loop (connector/server/early.py),
 with the route's answer, and only when the route would surely refuse it too: both ask the one
 send decision, `sending.decide` (issue 17)."""
 
@@ -17,9 +17,11 @@ from conftest import send
 from gunicorn_proc import Connector
 from standins import API_KEY, API_SECRET
 
-from connector import early, sending, trail
+from connector.diagnostics import trail
 from connector.errors import Failure
-from connector.ratelimit import MARGIN, RateLimiter
+from connector.relay import sending
+from connector.relay.ratelimit import MARGIN, RateLimiter
+from connector.server import early
 
 BODY = {"to": "447700900000", "text": "Flash sale", "campaign_id": "spring"}
 

@@ -11,7 +11,7 @@ import uuid
 from conftest import AUTH, send, status_body, webhook
 from standins import Answer
 
-from connector.webhooks import FOREIGN_AFTER_SECONDS
+from connector.web.webhooks import FOREIGN_AFTER_SECONDS
 
 
 def tracked(moengage):

@@ -7,7 +7,7 @@ import pytest
 from conftest import inbound_body, send, webhook
 from standins import Answer, fixture
 
-from connector import outbox
+from connector.relay import outbox
 
 NUMBER = "447700900000"
 WORKSPACE = {"moengage_workspace_id": "WS123", "moengage_data_api_key": "data-key-xyz"}

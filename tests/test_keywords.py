@@ -1,7 +1,7 @@
 import pytest
 
-from connector.config import DEFAULT_OPT_IN, DEFAULT_OPT_OUT
-from connector.keywords import classify
+from connector.relay.keywords import classify
+from connector.settings import DEFAULT_OPT_IN, DEFAULT_OPT_OUT
 
 OUT, IN = tuple(DEFAULT_OPT_OUT.split(",")), tuple(DEFAULT_OPT_IN.split(","))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import load_settings
+from connector.settings import load_settings
 from connector.store import PostgresStore, SchemaTooNew, SqliteStore, open_store
 from connector.store.migrations import FIRST_RELEASE, LATEST
 

@@ -19,8 +19,8 @@ from gunicorn_proc import ROOT, Connector
 from standins import Answer
 from test_restart import connector_env, signed_post
 
-from connector.config import load_settings
-from connector.moengage_gate import Gate, NotAccepted, Shed
+from connector.clients.moengage_gate import Gate, NotAccepted, Shed
+from connector.settings import load_settings
 from connector.store import open_store
 
 SLOW = Answer(200, {}, delay=2.0)  # longer than the tests' MOENGAGE_TIMEOUT of 0.3 s

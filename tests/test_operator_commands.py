@@ -243,7 +243,7 @@ def test_moengage_refusing_counts_events_not_attempts(make_app, moengage):
 def test_push_reads_the_backlog_page_by_page_and_stops_at_what_was_pending(
     app, moengage, monkeypatch
 ):
-    from connector import cli
+    from connector import commands as cli
 
     monkeypatch.setattr(cli, "PUSH_PAGE", 2)
     pend(store_of(app), 5)

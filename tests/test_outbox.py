@@ -17,7 +17,7 @@ from gunicorn_proc import Connector
 from standins import Answer
 from test_restart import accepted, connector_env, signed_post
 
-from connector import outbox
+from connector.relay import outbox
 
 HANG = Answer(503, {}, delay=30)  # MoEngage hangs: the forward is still waiting when killed
 

@@ -15,9 +15,9 @@ import pgtest
 import pytest
 from conftest import send
 
-from connector.config import load_settings
 from connector.errors import Failure
-from connector.ratelimit import MARGIN, RateLimiter
+from connector.relay.ratelimit import MARGIN, RateLimiter
+from connector.settings import load_settings
 from connector.store import open_store
 
 GOOD = {"to": "447700900000", "text": "Flash sale"}
@@ -33,7 +33,7 @@ def schedules_in_tmp_path(tmp_path, monkeypatch):
 # Three worker processes, four threads each, all sending for one API key.
 WORKER = """
 import json, sys, threading, time
-from connector.ratelimit import RateLimiter
+from connector.relay.ratelimit import RateLimiter
 limiter = RateLimiter(float(sys.argv[1]), sys.argv[2])
 slots = []
 def take():
@@ -232,7 +232,7 @@ def test_a_slot_taken_as_its_idle_schedule_is_removed_is_not_lost(tmp_path):
 def test_a_limiter_removes_idle_schedules_every_so_often(monkeypatch):
     limiter = RateLimiter(50, f"test:{uuid.uuid4()}")
     limiter.acquire("old-key", max_wait=1)
-    monkeypatch.setattr("connector.ratelimit.IDLE_AFTER", 0.01)
+    monkeypatch.setattr("connector.relay.ratelimit.IDLE_AFTER", 0.01)
     time.sleep(limiter.interval + 0.05)
     limiter.acquire("key-1", max_wait=1)  # too soon after start: nothing removed
     assert len(os.listdir(limiter.schedule.directory)) == 2
@@ -243,7 +243,7 @@ def test_a_limiter_removes_idle_schedules_every_so_often(monkeypatch):
 
 
 def _path(limiter, api_key):
-    from connector.ratelimit import _key_name
+    from connector.relay.ratelimit import _key_name
 
     return os.path.join(limiter.schedule.directory, _key_name(api_key))
 

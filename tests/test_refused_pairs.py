@@ -12,10 +12,10 @@ import pytest
 from conftest import AUTH, send
 from standins import API_KEY, API_SECRET
 
-from connector import early
-from connector.credentials import pair_hash
-from connector.pair_checks import CHECKS_NAME, CHECKS_PER_SECOND, TRAIL_ROWS_PER_MINUTE
-from connector.ratelimit import _key_name
+from connector.relay.credentials import pair_hash
+from connector.relay.pair_checks import CHECKS_NAME, CHECKS_PER_SECOND, TRAIL_ROWS_PER_MINUTE
+from connector.relay.ratelimit import _key_name
+from connector.server import early
 
 NUMBER = "447700900000"
 GOOD = {"to": NUMBER, "text": "Your code is 1234"}

@@ -15,7 +15,9 @@ from conftest import SIGNATURE_SECRET, inbound_body, record_send, status_body
 from gunicorn_proc import ROOT
 from werkzeug.serving import make_server
 
-from connector import create_app, loopback, rehearsal, start
+from connector import create_app, start
+from connector.rehearsal import loopback
+from connector.rehearsal import walk as rehearsal
 
 
 def started_since(before):

@@ -10,7 +10,7 @@ import pytest
 from conftest import AUTH, send, status_body, webhook
 from test_store import all_at_once
 
-from connector import retention
+from connector.relay import retention
 from connector.store import OPTOUT
 
 DAY = 86400.0
@@ -238,7 +238,7 @@ def test_the_database_stops_growing_once_traffic_and_retention_are_steady(store,
 def test_retention_days_takes_fractions_and_refuses_less_than_a_day():
     """At least 1: Vonage redelivers a webhook for 24 h, and a status or client_ref pruned
     sooner would be forwarded or sent a second time."""
-    from connector.config import load_settings
+    from connector.settings import load_settings
 
     assert load_settings(environ={}).retention_days == 5.0
     assert load_settings(environ={"RETENTION_DAYS": "1.5"}).retention_days == 1.5

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from test_upgrade import DIALECTS, FIXTURE, MESSAGE, load_first_release
 
-from connector.config import load_settings
+from connector.settings import load_settings
 from connector.store import open_store
 
 # Two of the first release's queries on sends: finish_send (after Vonage took the SMS) and find_send.

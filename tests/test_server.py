@@ -185,7 +185,7 @@ def test_one_shared_socket_by_default(monkeypatch):
     monkeypatch.delenv("GUNICORN_REUSE_PORT", raising=False)
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert config["reuse_port"] is False
-    assert config["worker_class"] == "connector.worker.Worker"
+    assert config["worker_class"] == "connector.server.worker.Worker"
 
 
 def test_a_reload_under_load_loses_no_request(server):
@@ -332,7 +332,7 @@ def test_a_request_sent_byte_by_byte_is_answered_once_whole(server):
 
 
 def test_a_request_not_whole_within_read_timeout_is_answered_408(server):
-    from connector.worker import READ_TIMEOUT
+    from connector.server.worker import READ_TIMEOUT
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT + 5) as sock:
         started = time.monotonic()
@@ -345,7 +345,7 @@ def test_a_request_not_whole_within_read_timeout_is_answered_408(server):
 
 
 def test_what_the_worker_uses_of_gunicorn_is_still_there():
-    """connector/worker.py uses gunicorn's documented custom-worker interface only, and the
+    """connector/server/worker.py uses gunicorn's documented custom-worker interface only, and the
     settings it reads; an upgrade of gunicorn that changes any of it fails here, and so does
     any upgrade at all until docs/server.md's list was checked against it."""
     import inspect
@@ -354,7 +354,7 @@ def test_what_the_worker_uses_of_gunicorn_is_still_there():
     from gunicorn.config import Config
     from gunicorn.workers.base import Worker as Base
 
-    from connector.worker import Worker
+    from connector.server.worker import Worker
 
     pinned = next(
         line.split("==")[1].strip()

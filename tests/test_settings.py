@@ -8,8 +8,8 @@ import phonenumbers
 import pytest
 
 from connector import create_app, settings_docs, start
-from connector.config import SETTINGS, load_settings
-from connector.setting import SettingError
+from connector.setting_schema import SettingError
+from connector.settings import SETTINGS, load_settings
 
 NUMERIC = [s for s in SETTINGS if s.kind in ("number", "integer")]
 BY_ENV = {s.env: s for s in SETTINGS}

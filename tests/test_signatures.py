@@ -10,7 +10,7 @@ import pytest
 from conftest import SIGNATURE_SECRET, b64, record_send, sign, status_body, webhook
 from standins import fixture
 
-from connector import signatures
+from connector.clients import signatures
 
 BODY = status_body()
 RAW = json.dumps(BODY).encode()

@@ -8,7 +8,7 @@ import sys
 
 from gunicorn_proc import ROOT, free_port
 
-from connector.config import load_settings
+from connector.settings import load_settings
 from connector.store import open_store
 
 

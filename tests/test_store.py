@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pgtest
 import pytest
 
-from connector.config import load_settings
+from connector.settings import load_settings
 from connector.store import OPTIN, OPTOUT, PostgresStore, SqliteStore, open_store
 
 KEY = "dup:abc"

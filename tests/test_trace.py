@@ -184,7 +184,7 @@ def test_recording_adds_no_transaction_to_a_send_or_a_status(app, moengage, monk
 
 
 def trail_rows(store, uuid):
-    from connector import trail
+    from connector.diagnostics import trail
 
     return trail.by(store, "message_uuid", uuid)
 

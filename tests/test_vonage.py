@@ -7,7 +7,7 @@ import pytest
 from conftest import send
 from standins import Answer, fixture
 
-from connector import vonage as vonage_client
+from connector.clients import vonage as vonage_client
 
 GOOD = {"to": "+44 7700 900000", "text": "Your code is 1234"}
 

@@ -4,14 +4,14 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .base import OPTIN, OPTOUT, Claim, Store, StoreUnavailable
-from .migrations import LATEST, STEPS, SchemaTooNew
-from .postgres import PostgresStore
-from .rows import Event
-from .sqlite import SqliteStore
+from connector.store.base import OPTIN, OPTOUT, Claim, Store, StoreUnavailable
+from connector.store.migrations import LATEST, STEPS, SchemaTooNew
+from connector.store.postgres import PostgresStore
+from connector.store.rows import Event
+from connector.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from connector.settings import Settings
 
 __all__ = [
     "OPTIN",

@@ -11,12 +11,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple, Protocol
 
-from ..errors import Failure
-from . import journal
-from .refused import RefusedPairs
-from .retention import Retention
-from .rows import _dumps, _event
-from .statuses import Lease, Statuses
+from connector.errors import Failure
+from connector.store import journal
+from connector.store.refused import RefusedPairs
+from connector.store.retention import Retention
+from connector.store.rows import _dumps, _event
+from connector.store.statuses import Lease, Statuses
 
 
 class Claim(NamedTuple):

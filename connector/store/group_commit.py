@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .base import StoreUnavailable
+from connector.store.base import StoreUnavailable
 
 MAX_GROUP = 64  # transactions one commit covers at most, so a steady stream cannot delay it
 # The longest a transaction waits for this process's connection or for its group's commit. A

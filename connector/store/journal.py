@@ -1,6 +1,6 @@
 """Rows for the `trail` table, queued by a thread and written by that thread's next transaction.
 
-The trail (connector/trail.py) keeps one row per step of a message's life. A transaction of its
+The trail (connector/diagnostics/trail.py) keeps one row per step of a message's life. A transaction of its
 own per row would add a commit to every send and webhook, so a row is queued here and
 `Store.transaction()` writes what its own thread queued just before it commits: a send's row
 rides the transaction that records its answer, a status's the one that leases its forward.
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import tally
+from connector.store import tally
 
 Row = tuple[float, str, str | None, str | None, str | None, str]
 

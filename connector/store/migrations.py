@@ -10,7 +10,7 @@ edit or reorder a step that has shipped: deployed databases already ran it.
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import Store
+    from connector.store.base import Store
 
 FIRST_RELEASE = [
     # One row per idempotency key (client_ref, or the duplicate-send fingerprint); the answer
@@ -67,7 +67,7 @@ FIRST_RELEASE = [
 # Trace, doctor and report (issue 10). `trail`: one row per step of a message's life (a send
 # answered, a Vonage status, a forward, a reply), append-only, written inside the transaction
 # the step already makes; `detail` is a small JSON object. `evidence`: one row per warning
-# cause, counters that each worker flushes every few seconds (connector/evidence.py).
+# cause, counters that each worker flushes every few seconds (connector/diagnostics/evidence.py).
 OBSERVE = [
     """CREATE TABLE IF NOT EXISTS trail (
         id {id},
@@ -93,7 +93,7 @@ OBSERVE = [
 ]
 
 # VONAGE_MAX_RPS's schedule with PostgreSQL, shared by every instance: one row per API key
-# (named by a hash of it), updated in place by each send (connector/ratelimit.py). SQLite
+# (named by a hash of it), updated in place by each send (connector/relay/ratelimit.py). SQLite
 # keeps its schedule in flock'd files, since all its workers are on one machine; the table
 # is made there too, empty, so both backends have one schema.
 SEND_SCHEDULE = [

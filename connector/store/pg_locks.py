@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from .base import StoreUnavailable
+from connector.store.base import StoreUnavailable
 
 DEFAULT_BUDGET = 4.0  # VONAGE_TIMEOUT's default: the time a request's statements fit in
 COMMAND_LOCK_WAIT = 10.0  # an operator's command waits this long for a lock, then says so

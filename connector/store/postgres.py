@@ -24,9 +24,9 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import pg_locks
-from .base import Store, StoreUnavailable
-from .migrations import migrate
+from connector.store import pg_locks
+from connector.store.base import Store, StoreUnavailable
+from connector.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 SCHEMA_LOCK = 0x56534D53  # pg_advisory_xact_lock key: workers starting together migrate once

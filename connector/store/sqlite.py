@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.request import pathname2url
 
-from ..utc import when
-from .base import Store, StoreUnavailable
-from .group_commit import WAIT_SECONDS, GroupCommit, Turn, stuck
-from .migrations import migrate
+from connector.store.base import Store, StoreUnavailable
+from connector.store.group_commit import WAIT_SECONDS, GroupCommit, Turn, stuck
+from connector.store.migrations import migrate
+from connector.utc import when
 
 BUSY_TIMEOUT_MS = 10_000
 LOW_SPACE_BYTES = 1024 * 1024  # /health warns below this much free space beside the file

@@ -16,7 +16,7 @@ deciding for one message see each other's rows.
 
 from typing import Any, NamedTuple
 
-from .rows import _dumps, _event
+from connector.store.rows import _dumps, _event
 
 
 class Lease(NamedTuple):

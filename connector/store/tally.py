@@ -14,10 +14,10 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import countries
+from connector import countries
 
 if TYPE_CHECKING:
-    from . import Store
+    from connector.store import Store
 
 HOUR = 3600
 SHARDS = 8  # rows per hour and name: concurrent PostgreSQL transactions rarely share one

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .base import Store
+    from connector.store.base import Store
 
 BATCH = 1000
 

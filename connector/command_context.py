@@ -1,9 +1,0 @@
-"""What a `flask` command works with: the Services of the app it runs in."""
-
-from flask import current_app
-
-from .services import of
-
-
-def services():
-    return of(current_app)
