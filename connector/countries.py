@@ -1,13 +1,15 @@
 """Which country a number reaches, from `phonenumbers` (libphonenumber's metadata): its region
-(ISO 3166 alpha-2) and English name, for trace, report and doctor. The library's metadata,
-not a table of our own, so a new country code or a split of one is learnt with an upgrade.
+(ISO 3166 alpha-2), named in English by `pycountry` (ISO 3166's own list), for trace, report and
+doctor. Libraries' data, not a table of our own, so a new country code or a split of one is
+learnt with an upgrade. The names do not come from libphonenumber's geocoder: its data holds
+every locale's names at once, about 100 MB in each worker process (bench/RESULTS.md).
 """
 
 from collections import namedtuple
 
 import phonenumbers
-from phonenumbers import NumberParseException, geocoder
-from phonenumbers.geodata.locale import LOCALE_DATA
+import pycountry
+from phonenumbers import NumberParseException
 
 Country = namedtuple("Country", "region name code")  # ("GB", "United Kingdom", 44)
 UNKNOWN = "ZZ"  # the library's "no region"
@@ -25,7 +27,7 @@ def of(number: str) -> Country:
     code = parsed.country_code or 0
     region = phonenumbers.region_code_for_number(parsed)
     region = region or phonenumbers.region_code_for_country_code(code)
-    name = geocoder.country_name_for_number(parsed, "en") or name_of(region)
+    name = name_of(region)
     return Country(region, name, code)
 
 
@@ -37,10 +39,12 @@ def key(number: str) -> str:
 
 
 def name_of(region: str) -> str:
-    """The English name of a region code, e.g. "India" for "IN"; "" when unknown."""
-    names = LOCALE_DATA.get(region) or {}
-    name = names.get("en", "")
-    return names.get(name[1:], "") if name.startswith("*") else name
+    """The English name of a region code, e.g. "India" for "IN"; "" when unknown. The common
+    name where ISO 3166 has one ("South Korea", not "Korea, Republic of")."""
+    country = pycountry.countries.get(alpha_2=region) if len(region) == 2 else None
+    if country is None:
+        return ""
+    return getattr(country, "common_name", None) or country.name
 
 
 def describe(key: str) -> str:

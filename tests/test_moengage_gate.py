@@ -19,6 +19,7 @@ from gunicorn_proc import ROOT, Connector
 from standins import Answer
 from test_restart import connector_env, signed_post
 
+from connector.clients import moengage_gate
 from connector.clients.moengage_gate import Gate, NotAccepted, Shed
 from connector.settings import load_settings
 from connector.store import open_store
@@ -30,7 +31,24 @@ def timing_out():
     raise NotAccepted("no answer from MoEngage within 0.3 s", timed_out=True)
 
 
-def test_the_gate_lets_limit_calls_wait_and_refuses_the_next_at_once():
+def test_a_busy_but_answering_moengage_is_never_shed():
+    """Calls that answer before SLOW are never refused, however many are in flight: a healthy
+    MoEngage under a campaign's status webhooks gets every one."""
+    gate, entered = Gate(2), threading.Barrier(9)
+
+    def quick():
+        entered.wait(5)  # 9 in flight at once, over the limit of 2
+        time.sleep(0.05)
+        return 200
+
+    with concurrent.futures.ThreadPoolExecutor(9) as pool:
+        assert [
+            f.result() for f in [pool.submit(gate.call, "tracking", quick) for _ in range(9)]
+        ] == [200] * 9
+
+
+def test_the_gate_lets_limit_calls_wait_and_refuses_the_next_at_once(monkeypatch):
+    monkeypatch.setattr(moengage_gate, "SLOW", 0.1)  # the production 1 s, shortened
     gate, entered, release = Gate(2), threading.Barrier(3), threading.Event()
 
     def hang():
@@ -41,6 +59,7 @@ def test_the_gate_lets_limit_calls_wait_and_refuses_the_next_at_once():
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         held = [pool.submit(gate.call, "tracking", hang) for _ in range(2)]
         entered.wait(5)
+        time.sleep(0.15)  # both now wait longer than SLOW
         started = time.monotonic()
         with pytest.raises(Shed, match="2 calls of this worker already wait on MoEngage"):
             gate.call("tracking", lambda: 200)

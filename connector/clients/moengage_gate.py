@@ -1,6 +1,8 @@
 """A hung MoEngage (connections accepted, no answer) must never take the threads sends need.
 
-Per worker process: at most `limit` calls wait on MoEngage at once (a bulkhead), and after
+Per worker process: at most `limit` calls wait on MoEngage for longer than SLOW at once (a
+bulkhead: a healthy MoEngage's calls end well before SLOW, so however many are in flight none
+is refused; a hung one's pile up past it, and then the rest are), and after
 TRIP_AFTER time-outs in a row to one target no call is made to it for COOL_OFF seconds (a
 circuit breaker), then one trial call decides. A call refused here fails at once with Shed:
 the webhook answers Vonage 503 (Vonage retries) and the event stays pending for the sweep.
@@ -17,6 +19,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRIP_AFTER = 3  # time-outs in a row: one slow answer is noise, three is a hung MoEngage
 COOL_OFF = 30.0  # seconds without a call once tripped; Vonage's and the sweep's retries wait
+SLOW = 1.0  # seconds after which a call counts as waiting on MoEngage
 
 
 class NotAccepted(Exception):
@@ -60,22 +63,24 @@ class Gate:
         self.cool_off = cool_off
         self._lock = threading.Lock()
         self._waiting = 0
+        self._started: dict[int, float] = {}  # each call in flight: when it started (monotonic)
+        self._next_call = 0
         self._breakers: dict[str, _Breaker] = {}
         self._full_logged = float("-inf")
 
     def call(self, target: str, attempt: Callable[[], T]) -> T:
         """`attempt()` (a call to MoEngage for `target`) if a slot is free and the target's
         circuit is not open; otherwise Shed at once. Its time-outs and answers move the breaker."""
-        trial = self._enter(target)
+        trial, call = self._enter(target)
         try:
             result = attempt()
         except NotAccepted as exc:
-            self._leave(target, trial, timed_out=exc.timed_out)
+            self._leave(target, trial, call, timed_out=exc.timed_out)
             raise
         except BaseException:
-            self._leave(target, trial, timed_out=False)
+            self._leave(target, trial, call, timed_out=False)
             raise
-        self._leave(target, trial, timed_out=False)
+        self._leave(target, trial, call, timed_out=False)
         return result
 
     def _enter(self, target):
@@ -83,9 +88,11 @@ class Gate:
         with self._lock:
             breaker = self._breakers.setdefault(target, _Breaker())
             refusal = breaker.refusal(now)
-            if refusal is None and self._waiting >= self.limit:
+            slow = sum(1 for started in self._started.values() if now - started >= SLOW)
+            if refusal is None and slow >= self.limit:
                 refusal = (
-                    f"not tried: {self._waiting} calls of this worker already wait on MoEngage"
+                    f"not tried: {slow} calls of this worker already wait on MoEngage over "
+                    f"{SLOW:g} s"
                 )
                 if now - self._full_logged > 10:  # a line every 10 s, not one per webhook
                     self._full_logged = now
@@ -93,13 +100,16 @@ class Gate:
             if refusal is not None:
                 raise Shed(refusal)
             self._waiting += 1
+            self._next_call += 1
+            self._started[self._next_call] = now
             trial = breaker.open_until is not None
             breaker.trial = breaker.trial or trial
-            return trial
+            return trial, self._next_call
 
-    def _leave(self, target, trial, timed_out):
+    def _leave(self, target, trial, call, timed_out):
         with self._lock:
             self._waiting -= 1
+            del self._started[call]
             breaker = self._breakers[target]
             if trial:
                 breaker.trial = False

@@ -3,7 +3,7 @@
 A thread only ever gets a request whose bytes are all in: gunicorn's gthread hands a
 connection to a thread at its first byte, and about 300 clients sending a byte every 2 s held
 every thread and stopped every send. Here one selector loop (no thread) reads every request,
-framed by h11 (connector/h11_conn.py), bounded (the head, the 1 MiB body, READ_BUDGET), and
+framed by h11 (connector/server/h11_conn.py), bounded (the head, the 1 MiB body, READ_BUDGET), and
 submits it to the thread pool when it is whole: a slow client costs a socket and a buffer. A
 request not whole within READ_TIMEOUT is answered 408. What the server refuses itself is JSON.
 

@@ -172,7 +172,7 @@ def _rename_tracking_id(tx):
 ROLLBACK_GUARD = [_rename_tracking_id]
 # The console (issue 18). `console_tally`: counters per hour, API key and name (sends,
 # delivered, error:<code>, cost:<currency> ...), added to by every transaction that writes
-# trail rows (connector/console_tally.py), so the overview sums a few thousand rows instead of
+# trail rows (connector/store/tally.py), so the overview sums a few thousand rows instead of
 # scanning the trail; `shard` spreads one hour's counters over several rows so concurrent
 # PostgreSQL transactions rarely wait for the same one. `console_sessions`: signed-in
 # sessions by a hash of their cookie, so signing out revokes one everywhere; `password_id`
