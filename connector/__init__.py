@@ -7,8 +7,7 @@ import click
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from connector import commands as cli
-from connector import logsafe
+from connector import commands, logsafe
 from connector.bodies import MAX_BODY, TOO_LARGE
 from connector.errors import Failure
 from connector.relay.services import build_services
@@ -47,7 +46,7 @@ def create_app(config=None, environ=None):
 
         app.register_blueprint(console)
     request_hooks.init_app(app)
-    cli.init_app(app, make_app=lambda overrides: start(create_app(overrides, environ={})))
+    commands.init_app(app, make_app=lambda overrides: start(create_app(overrides, environ={})))
     register_error_handlers(app)
     return app
 
