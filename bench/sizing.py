@@ -5,7 +5,7 @@ key, MoEngage ids, the answer), each with its two status events forwarded, and m
 the tables and their indexes grew by: the SQLite file (after a checkpoint), or PostgreSQL's
 pg_total_relation_size of sends and events, both right after the writes (dead row versions
 included: each send is updated once, each event twice) and after a VACUUM (what autovacuum
-leaves for reuse). The README's sizing table is `sends/day x RETENTION_DAYS x bytes`.
+leaves for reuse). docs/operations.md's sizing table is `sends/day x RETENTION_DAYS x bytes`.
 `--steady TICKS` measures the size once traffic and pruning are steady instead.
 """
 

@@ -3,7 +3,7 @@
 The reading is `phonenumbers`' (Google's libphonenumber): which lengths each country's numbers
 can have, and each country's trunk prefix. Only "possible" (a length the country uses) is
 asked, never "valid" (a range known to be allocated): a range opened after this copy of the
-metadata was made must still be sent to. docs/numbers.md has the table of how each form is read.
+metadata was made must still be sent to. docs/setup.md (How numbers are read) has the table.
 """
 
 import re

@@ -1,7 +1,7 @@
 """One setting's declaration: its variable, kind, default, allowed values, secrecy and help.
 
-connector/settings.py lists every setting once; the loader, gunicorn.conf.py, `.env.example`, the
-README's table and docs/settings.md all follow from that list (connector/settings_docs.py).
+connector/settings.py lists every setting once; the loader, gunicorn.conf.py, `.env.example` and
+docs/settings.md's table all follow from that list (connector/settings_docs.py).
 A value outside what is allowed stops the start with the variable and what it allows, never
 a secret's value: a typo must not become a silent fallback (a negative rate read as "no limit").
 """

@@ -69,7 +69,8 @@ SETTINGS = (
     Setting(
         "VONAGE_MAX_RPS", "vonage_max_rps", "number", "0",
         "most sends per second per Vonage API key, shared by all workers, and with "
-        "`DATABASE_URL` by every instance (README: Send rate); Vonage's default limit is 30",
+        "`DATABASE_URL` by every instance (docs/setup.md, Send rate); Vonage's default limit "
+        "is 30",
         SENDING, minimum=0, unit="sends per second", zero="no limit",
     ),
     Setting(

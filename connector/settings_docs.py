@@ -1,9 +1,10 @@
 """The settings' documentation, written from their declarations (connector/settings.py): the
-table in README.md and docs/settings.md, and `.env.example`. Run after changing a setting:
+table in docs/settings.md (its one place; the README links to it) and `.env.example`. Run
+after changing a setting:
 
     python -m connector.settings_docs
 
-tests/test_settings.py fails while any of the three differs from what this writes.
+tests/test_settings.py fails while either differs from what this writes.
 """
 
 import textwrap
@@ -15,7 +16,7 @@ from connector.settings import SETTINGS
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- settings table: written by `python -m connector.settings_docs` from connector/settings.py -->"
 END = "<!-- end of settings table -->"
-TABLED = (ROOT / "README.md", ROOT / "docs" / "settings.md")
+TABLED = (ROOT / "docs" / "settings.md",)
 ENV_EXAMPLE = ROOT / ".env.example"
 
 

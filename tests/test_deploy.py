@@ -1,5 +1,5 @@
 """The one-click deploy files, checked against the platforms' own schemas (tests/fixtures/deploy),
-and the settings: the README's Settings table, .env.example, connector/settings.py and
+and the settings: docs/settings.md's table, .env.example, connector/settings.py and
 gunicorn.conf.py agree on every variable and its default. Adding a setting means declaring it in
 connector/settings.py and running `python -m connector.settings_docs` (tests/test_settings.py);
 these tests need no change."""
@@ -50,14 +50,14 @@ def procfile():
     )
 
 
-# --- the README's Settings table -------------------------------------------------------------
+# --- docs/settings.md's table (the README links to it) -----------------------------------------
 
 
 def readme_settings():
     """{variable: default}: the literal default (text), "required", or None (no literal
     default: none, or derived from another setting)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "docs" / "settings.md").read_text()
+    section = text.split("\n## Every setting\n", 1)[1].split("\n## ", 1)[0]
     found = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -124,7 +124,7 @@ def other_than(default, var=None):
 
 
 def gunicorn_settings(monkeypatch, **env):
-    """gunicorn.conf.py's values with only `env` set of the README's settings (no `.env`)."""
+    """gunicorn.conf.py's values with only `env` set of the documented settings (no `.env`)."""
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SETTINGS})
     os.environ.update(env)
     monkeypatch.setattr(dotenv, "load_dotenv", lambda *a, **k: None)
@@ -291,7 +291,7 @@ def connections_per_instance(env):
 
 
 def test_deploy_files_fit_the_database_plans_connection_limit(app_json, blueprint):
-    """The README's rule: instances x workers x DATABASE_POOL_SIZE under the plan's limit."""
+    """docs/deploy.md's rule: instances x workers x DATABASE_POOL_SIZE under the plan's limit."""
     heroku = connections_per_instance(app_json["env"])
     assert HEROKU_DYNOS * heroku + HEROKU_SPARE <= HEROKU_ESSENTIAL_0
     [service] = blueprint["services"]

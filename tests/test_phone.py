@@ -1,5 +1,5 @@
-"""How `to` is read, with and without DEFAULT_COUNTRY (issue 19; docs/numbers.md has the
-table). NATIONAL: refused, naming DEFAULT_COUNTRY; NOT: refused as "not a phone number"."""
+"""How `to` is read, with and without DEFAULT_COUNTRY (issue 19; docs/setup.md, "How numbers
+are read", has the table). NATIONAL: refused, naming DEFAULT_COUNTRY; NOT: refused as "not a phone number"."""
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Every setting declared once and checked at start: a value outside what its declaration
 allows stops the start naming the variable and what it allows, never a secret's value; the
-README's table, docs/settings.md and .env.example are written from the declarations."""
+docs/settings.md's table and .env.example are written from the declarations."""
 
 import re
 

@@ -139,8 +139,8 @@ RETENTION = [
 # with it: the first release, which knew no schema version and so cannot refuse a newer
 # database, then fails at its start (its `CREATE INDEX IF NOT EXISTS sends_by_message ON sends
 # (message_uuid)` finds no such column) instead of answering /health 200 and sending a
-# client_ref retry a second time (docs/rollbacks.md). The rows are kept as they are; only the
-# index is dropped, and built again under its new name in the same transaction.
+# client_ref retry a second time (docs/deploy.md, "Rolling back"). The rows are kept as they
+# are; only the index is dropped, and built again under its new name in the same transaction.
 def _has_column(tx, table, column):
     """Whether `table` has `column`, asked the same way of both backends (a savepoint keeps
     PostgreSQL's transaction usable after the failed probe)."""
