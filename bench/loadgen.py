@@ -21,8 +21,10 @@ Kinds, mixed by `weights`:
 The connector forwards statuses only of messages it sent (another's is answered 503, then
 dropped), so with `messages` ({"prefix", "count"}) in the spec the statuses are of the messages
 `message_uuid(prefix, 0 .. count - 1)`, whose sends bench/__main__.py recorded in the
-connector's database before the row; past `count` (or without it) a random uuid, counted in
-`unknown_messages`.
+connector's database before the row; past `count` a random uuid, counted in
+`unknown_messages` (count None: nothing was recorded, every n is used). The pairs of every
+new status, whatever its answer, are returned too (`attempted`): one answered 503 may still
+reach MoEngage once, by the connector's sweep.
 """
 
 import asyncio
@@ -108,16 +110,18 @@ class Workload:
         self.redeliveries = collections.deque()
         self.weights = spec.get("weights", {"send": 1})
         self.random = random.Random(spec.get("seed", 1))
-        self.messages = spec.get("messages") or {"prefix": "", "count": 0}
+        self.messages = spec.get("messages")  # None: no send recorded (a checkout forwarding all)
         self.next_message = 0  # shared by the users: each known message is walked once
         self.unknown_messages = 0
 
     def message(self):
         """The next message to walk: a known one (its send recorded) while any is left."""
+        if self.messages is None:
+            return str(uuid.uuid4())
         n, self.next_message = self.next_message, self.next_message + 1
-        if n < self.messages["count"]:
+        if self.messages["count"] is None or n < self.messages["count"]:
             return message_uuid(self.messages["prefix"], n)
-        self.unknown_messages += 1
+        self.unknown_messages += 1  # the connector holds its statuses (503): the row says so
         return str(uuid.uuid4())
 
     def send(self):
@@ -192,10 +196,13 @@ class Results:
         self.latencies = collections.defaultdict(list)
         self.codes = collections.defaultdict(collections.Counter)
         self.forwarded = set()
+        self.attempted = set()
         self.forwarded_in_window = 0
 
     def record(self, kind, started, finished, status, key):
         self.codes[kind][str(status)] += 1
+        if key:
+            self.attempted.add(key)
         if status == 200 and key:
             self.forwarded.add(key)
         if self.start <= finished < self.end:
@@ -276,6 +283,7 @@ if __name__ == "__main__":
             "latencies": results.latencies,
             "codes": results.codes,
             "forwarded": sorted(results.forwarded),
+            "attempted": sorted(results.attempted),
             "forwarded_in_window": results.forwarded_in_window,
             "unknown_messages": workload.unknown_messages,
             "duration": spec["duration"],

@@ -231,7 +231,7 @@ def targets(rows):
         if base and pruning:
             lines.append(
                 (
-                    f"pruning costs the {kind}s nothing measurable (p99 overhead)",
+                    f"pruning costs the {'sends' if kind == 'send' else 'statuses'} nothing measurable (p99 overhead)",
                     pruning["o99"] <= base["o99"] * 1.25 + 2,
                     (
                         f"{pruning['o99']:.1f} ms with pruning, {base['o99']:.1f} ms without "
