@@ -17,6 +17,14 @@ Kinds, mixed by `weights`:
   then `delivered`; a share (`duplicates`) is delivered again, re-signed, by another user, as
   Vonage redelivers. The (message_uuid, status) pairs answered 200 are returned, for the
   exactly-once check against what the MoEngage stand-in received.
+
+The connector forwards statuses only of messages it sent (another's is answered 503, then
+dropped), so with `messages` ({"prefix", "count"}) in the spec the statuses are of the messages
+`message_uuid(prefix, 0 .. count - 1)`, whose sends bench/__main__.py recorded in the
+connector's database before the row; past `count` a random uuid, counted in
+`unknown_messages` (count None: nothing was recorded, every n is used). The pairs of every
+new status, whatever its answer, are returned too (`attempted`): one answered 503 may still
+reach MoEngage once, by the connector's sweep.
 """
 
 import asyncio
@@ -37,6 +45,12 @@ FORWARDED_AS = {"submitted": "sent", "delivered": "delivered"}
 # and a request sent as it does so meets a reset. A careful client keeps its idle time under
 # the server's, as this one does (only the open-loop rows leave connections idle that long).
 MAX_IDLE = 4.0
+
+
+def message_uuid(prefix, n):
+    """The n-th message of a row whose messages are named by `prefix` (8 hex digits): a
+    well-formed UUID that bench/__main__.py can record as sent before the row starts."""
+    return f"{prefix}-0000-4000-8000-{n:012x}"
 
 
 class Connection:
@@ -96,6 +110,19 @@ class Workload:
         self.redeliveries = collections.deque()
         self.weights = spec.get("weights", {"send": 1})
         self.random = random.Random(spec.get("seed", 1))
+        self.messages = spec.get("messages")  # None: no send recorded (a checkout forwarding all)
+        self.next_message = 0  # shared by the users: each known message is walked once
+        self.unknown_messages = 0
+
+    def message(self):
+        """The next message to walk: a known one (its send recorded) while any is left."""
+        if self.messages is None:
+            return str(uuid.uuid4())
+        n, self.next_message = self.next_message, self.next_message + 1
+        if self.messages["count"] is None or n < self.messages["count"]:
+            return message_uuid(self.messages["prefix"], n)
+        self.unknown_messages += 1  # the connector holds its statuses (503): the row says so
+        return str(uuid.uuid4())
 
     def send(self):
         """A MoEngage send no earlier one resembles."""
@@ -155,8 +182,8 @@ class Workload:
                 yield "status", data, None
                 continue
             if not statuses:
-                message_uuid = str(uuid.uuid4())
-                statuses = [(message_uuid, "submitted"), (message_uuid, "delivered")]
+                walked = self.message()
+                statuses = [(walked, "submitted"), (walked, "delivered")]
             (data, body), key = self.status(*statuses.pop(0))
             if self.random.random() < self.spec.get("duplicates", 0):
                 self.redeliveries.append(body)
@@ -169,10 +196,13 @@ class Results:
         self.latencies = collections.defaultdict(list)
         self.codes = collections.defaultdict(collections.Counter)
         self.forwarded = set()
+        self.attempted = set()
         self.forwarded_in_window = 0
 
     def record(self, kind, started, finished, status, key):
         self.codes[kind][str(status)] += 1
+        if key:
+            self.attempted.add(key)
         if status == 200 and key:
             self.forwarded.add(key)
         if self.start <= finished < self.end:
@@ -240,20 +270,22 @@ async def main(spec):
         await open_(spec, workload, results, start, stop_at)
     else:
         await closed(spec, workload, results, stop_at)
-    return results
+    return results, workload
 
 
 if __name__ == "__main__":
     spec = json.load(sys.stdin)
     wall = time.perf_counter()
-    results = asyncio.run(main(spec))
+    results, workload = asyncio.run(main(spec))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     json.dump(
         {
             "latencies": results.latencies,
             "codes": results.codes,
             "forwarded": sorted(results.forwarded),
+            "attempted": sorted(results.attempted),
             "forwarded_in_window": results.forwarded_in_window,
+            "unknown_messages": workload.unknown_messages,
             "duration": spec["duration"],
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "wall_seconds": time.perf_counter() - wall,

@@ -2,7 +2,9 @@
 
 connector/rehearsal/standins.py (the tests' and `flask rehearse`'s) runs a thread per request, which would
 take CPU the connector needs; these answer on one event loop. The Vonage one answers 202 {"message_uuid"} after its latency and
-keeps each arrival time, to check VONAGE_MAX_RPS; the MoEngage one answers 200 after its latency
+keeps each arrival time, to check VONAGE_MAX_RPS (its Account API, GET /account/get-balance,
+which the connector asks about a key and secret it does not know yet when it must, answers
+the balance at once and is counted apart); the MoEngage one answers 200 after its latency
 and counts posts per (trackingId, status), to check exactly-once. `GET /_stats` shows what each
 received, `POST /_reset` forgets it.
 
@@ -36,6 +38,7 @@ class StandIn:
 
     def reset(self):
         self.arrivals = []
+        self.balance_checks = 0
 
     async def handle(self, reader, writer):
         try:
@@ -50,6 +53,9 @@ class StandIn:
                 raw = await reader.readexactly(length) if length else b""
                 if path.startswith(b"/_"):
                     status, body = self.control(method, path)
+                elif method == b"GET" and path.startswith(b"/account/get-balance"):
+                    self.balance_checks += 1  # not a send: not in the arrivals
+                    status, body = 200, {"value": 10.28, "autoReload": False}
                 else:
                     self.arrivals.append(time.time())
                     status, body = await self.answer(raw)
@@ -79,6 +85,7 @@ class Vonage(StandIn):
         per_second = Counter(int(t) for t in self.arrivals)
         return {
             "received": len(self.arrivals),
+            "balance_checks": self.balance_checks,
             "most_in_any_second": most_in_one_second(self.arrivals),
             "per_second": [per_second[s] for s in sorted(per_second)],
         }
