@@ -35,7 +35,11 @@ from pathlib import Path
 
 from bench import retention
 from bench.loadgen import message_uuid
-from connector.config import load_settings
+
+try:
+    from connector.settings import load_settings
+except ImportError:  # the flat layout before 2.0.0: the "before" half of a before/after run
+    from connector.config import load_settings
 from connector.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]

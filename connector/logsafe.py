@@ -5,7 +5,7 @@ characters shown (`\\n`, `\\r`, `\\x1b`, `\\u2028`), never emitted.
 Done once, where the record is made, instead of a `safe()` at each log call: a call added later
 cannot forget it, and every handler sees the same escaped record whoever installed it (gunicorn's
 error log, `logging.basicConfig`, pytest's capture). A filter on the `connector` logger would not
-do: a logger's filters do not run for its children (`connector.sending`), and the handlers
+do: a logger's filters do not run for its children (`connector.relay.sending`), and the handlers
 belong to whoever runs the app. Only records of the connector's own loggers are touched.
 """
 
