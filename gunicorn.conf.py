@@ -19,13 +19,12 @@ from connector.settings import load_or_exit
 settings = load_or_exit(os.environ)
 
 bind = f"0.0.0.0:{settings.port}"
-# gthread, but each request is read whole by the event loop before a thread takes it, and
-# gunicorn's own refusals are JSON: connector/server/worker.py.
+# A worker on gunicorn's documented interface: each request is read whole (h11) by its event
+# loop before a thread takes it, and its refusals are JSON: connector/server/worker.py.
 worker_class = "connector.server.worker.Worker"
-# Measured with `python -m bench` on 2 cores (bench/RESULTS.md). A kept-alive connection stays
-# with the worker that accepted it, and one worker often takes most of a burst of new ones:
-# 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
-# 4 x 64 = 256 requests in flight; a worker peaked at 69 MB under the benchmark.
+# Chosen with `python -m bench` (bench/RESULTS.md has the figures). A kept-alive connection
+# stays with the worker that accepted it, and one worker often takes most of a burst of new
+# ones: 64 threads let a worker serve all it is given; 4 workers spread the CPU past the GIL.
 workers = settings.workers
 threads = settings.threads
 # One listening socket, made by the master and shared by the workers (GUNICORN_REUSE_PORT=0):

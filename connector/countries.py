@@ -2,7 +2,7 @@
 (ISO 3166 alpha-2), named in English by `pycountry` (ISO 3166's own list), for trace, report and
 doctor. Libraries' data, not a table of our own, so a new country code or a split of one is
 learnt with an upgrade. The names do not come from libphonenumber's geocoder: its data holds
-every locale's names at once, about 100 MB in each worker process (bench/RESULTS.md).
+every locale's names at once, which tripled a worker's memory (bench/RESULTS.md).
 """
 
 from collections import namedtuple

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 # Slots are spaced so that `rps` of them span 1.1 s, not 1 s: the ms between a slot and the
 # request reaching Vonage vary, and at exact spacing a late send and an early one put rps + 1
-# into one of Vonage's seconds. Measured with bench/: 31 in a second at exact spacing, and
-# still 31 at a 5 % margin with 2 cores saturated by 256 connections sending at once.
+# into one of Vonage's seconds; a smaller margin let that happen with the cores saturated
+# (bench/RESULTS.md, the rate-limit row).
 MARGIN = 0.10
 # A send that wakes this long after its slot takes a new one instead of leaving: half the
 # margin, so two sends' lateness can never differ by the whole 100 ms it covers in a second.
