@@ -36,12 +36,12 @@ class Shed(NotAccepted):
 
 
 class _Breaker:
-    def __init__(self):
+    def __init__(self) -> None:
         self.timeouts = 0
         self.open_until: float | None = None  # monotonic time; None while closed
         self.trial = False  # a call is testing whether MoEngage answers again
 
-    def refusal(self, now):
+    def refusal(self, now: float) -> str | None:
         if self.open_until is None:
             return None
         if now < self.open_until:
@@ -83,7 +83,7 @@ class Gate:
         self._leave(target, trial, call, timed_out=False)
         return result
 
-    def _enter(self, target):
+    def _enter(self, target: str) -> tuple[bool, int]:
         now = time.monotonic()
         with self._lock:
             breaker = self._breakers.setdefault(target, _Breaker())
@@ -106,7 +106,7 @@ class Gate:
             breaker.trial = breaker.trial or trial
             return trial, self._next_call
 
-    def _leave(self, target, trial, call, timed_out):
+    def _leave(self, target: str, trial: bool, call: int, timed_out: bool) -> None:
         with self._lock:
             self._waiting -= 1
             del self._started[call]

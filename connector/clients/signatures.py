@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jwt
 
@@ -23,13 +25,13 @@ FUTURE_LEEWAY = 300  # an `iat` further ahead of our clock than this is warned a
 class Rejected(Exception):
     """A webhook that must not be acted on; `status` is the answer (401, or 503 to get a retry)."""
 
-    def __init__(self, status, reason):
+    def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
 
 
-def verify(authorization, raw_body, secrets):
+def verify(authorization: str | None, raw_body: bytes, secrets: Sequence[str]) -> dict[str, Any]:
     """Return the token's claims if the request is Vonage's, else raise Rejected."""
     if authorization is None:
         # Vonage's documented rare unsigned callback: a 5xx makes it retry, signed.
@@ -59,14 +61,14 @@ def verify(authorization, raw_body, secrets):
     return claims
 
 
-def ahead(claims, now=None):
+def ahead(claims: Mapping[str, Any], now: float | None = None) -> float:
     """Seconds the token was issued ahead of this machine's clock when more than
     FUTURE_LEEWAY, else 0: by about that much this clock is behind Vonage's."""
     seconds = claims["iat"] - (time.time() if now is None else now)
     return seconds if seconds > FUTURE_LEEWAY else 0.0
 
 
-def _decode(token, secrets):
+def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
     """Try each configured secret (rotation); only a bad signature moves on to the next."""
     for secret in secrets:
         try:
@@ -87,7 +89,7 @@ def _decode(token, secrets):
     raise Rejected(401, "signature matches no configured signature secret")
 
 
-def sign(raw_body, secret, **claims):
+def sign(raw_body: bytes, secret: str, **claims: Any) -> str:
     """An `Authorization` value as Vonage signs a webhook: `Bearer` and an HS256 JWT whose
     `payload_hash` is the SHA-256 of the raw body. The connector only verifies; this is for
     `flask rehearse`, `flask sign-webhook` and the tests. `claims` add to or replace Vonage's."""

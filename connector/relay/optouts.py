@@ -1,7 +1,12 @@
 """Opt-outs as an operator reads them: whether a number's state has reached MoEngage."""
 
+from typing import TYPE_CHECKING
 
-def sync_state(settings, waiting: bool, synced: bool) -> str:
+if TYPE_CHECKING:
+    from connector.settings import Settings
+
+
+def sync_state(settings: "Settings", waiting: bool, synced: bool) -> str:
     """Where a number's opt-out or opt-in stands with MoEngage's Data API, and why."""
     if waiting:
         return "queued for MoEngage, not accepted yet (`push` retries it)"

@@ -62,9 +62,11 @@ class PairChecks:
         folder); None: a file in the machine's temp directory, named after `instance_id`."""
         self.instance_id, self.budget_path = instance_id, budget_path
         self._budget = None  # the schedule, made on the first check
-        self._leads = {}  # pair -> Event set when this process's check of it ends
+        self._leads: dict[
+            str, threading.Event
+        ] = {}  # pair -> Event set when this process's check of it ends
         self._lock = threading.Lock()
-        self._noted = {}  # pair -> monotonic time of its last trail row
+        self._noted: dict[str, float] = {}  # pair -> monotonic time of its last trail row
         self._minute = (0.0, 0)  # (start, rows written in it)
 
     def lead(self, pair: str, deadline: float) -> bool:

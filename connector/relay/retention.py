@@ -8,6 +8,12 @@ import logging
 import threading
 import time
 from collections import namedtuple
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from connector.clock import Clock
+    from connector.settings import Settings
+    from connector.store import Store
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -18,19 +24,25 @@ MAX_SECONDS = 30.0  # one prune stops after this long; the next turn carries on
 PRUNE_TASK = "prune"  # its row in the shared `schedule` table
 
 
-def every(settings):
+def every(settings: "Settings") -> float:
     """Seconds between prunes: 5 minutes, or an eighth of a short retention (bench, tests)."""
     return max(1.0, min(MAX_EVERY, settings.retention_days * DAY / 8))
 
 
-def cutoff(settings, now):
+def cutoff(settings: "Settings", now: float) -> float:
     return now - settings.retention_days * DAY
 
 
 Run = namedtuple("Run", "sends events batches longest_ms steps")
 
 
-def prune(store, settings, now=None, batch=BATCH, budget=MAX_SECONDS):
+def prune(
+    store: "Store",
+    settings: "Settings",
+    now: float | None = None,
+    batch: int = BATCH,
+    budget: float = MAX_SECONDS,
+) -> Run:
     """Delete everything older than the retention, batch by batch; returns a Run: the rows
     deleted, the batches, and the longest batch (what a write could have waited for it).
 
@@ -55,15 +67,26 @@ def prune(store, settings, now=None, batch=BATCH, budget=MAX_SECONDS):
         time.sleep(took)
 
 
+class _Services(Protocol):
+    """What a prune needs of the app's Services (which imports this module: no cycle)."""
+
+    @property
+    def store(self) -> "Store": ...
+    @property
+    def settings(self) -> "Settings": ...
+    @property
+    def clock(self) -> "Clock": ...
+
+
 class Pruner:
     """Per app: when this process last asked for a turn, and whether a prune is running."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.next_check = 0.0
         self.running = threading.Lock()
-        self.thread = None
+        self.thread: threading.Thread | None = None
 
-    def due(self, settings):
+    def due(self, settings: "Settings") -> float | None:
         """The interval when this process should ask for a prune turn now, else None: a
         monotonic clock read per request; the database is asked only every LOCAL_CHECK."""
         if time.monotonic() < self.next_check:
@@ -72,19 +95,19 @@ class Pruner:
         self.next_check = time.monotonic() + min(LOCAL_CHECK, interval)
         return interval
 
-    def start(self, ctx, interval):
+    def start(self, ctx: _Services, interval: float) -> None:
         """A thread of its own, not the request's: gunicorn reads the next request on a
         keep-alive connection only once the request's thread is free again."""
         if self.running.acquire(blocking=False):
             self.thread = threading.Thread(target=self.run, args=(ctx, interval), daemon=True)
             self.thread.start()
 
-    def wait(self, timeout=10.0):
+    def wait(self, timeout: float = 10.0) -> None:
         """Until the prune started last is over (for tests and a clean shutdown)."""
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def run(self, ctx, interval):
+    def run(self, ctx: _Services, interval: float) -> None:
         """Prune if it is this process's turn. A daemon thread: a worker stopped mid-batch
         rolls the batch back, and the next turn carries on."""
         try:

@@ -4,12 +4,9 @@ Plain functions, no Flask: parse and check the request, claim its idempotency ke
 record the answer so a retry or an identical send gets it without a second SMS.
 """
 
-import hashlib
-import json
 import logging
 import time
 from collections import namedtuple
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from connector import phone
@@ -19,11 +16,10 @@ from connector.errors import Failure
 from connector.relay import credentials, ratelimit
 from connector.relay.pair_checks import NotChecked
 from connector.relay.send_records import Record
+from connector.relay.send_request import MAX_CLIENT_REF, idempotency_key
 from connector.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
-MAX_TEXT = 3200
-MAX_CLIENT_REF = 100
 POLL_SECONDS = 0.02
 STALE_MARGIN = 5.0  # a send pending this long past VONAGE_TIMEOUT died with its worker
 # Less time than this left for Vonage: the send is not tried (503, nothing sent). A call the
@@ -36,93 +32,7 @@ MIN_VONAGE_SECONDS = 0.25
 QUEUE_MARGIN = 0.5
 
 
-@dataclass(frozen=True)
-class SendRequest:
-    to: str
-    text: str
-    sender: str
-    client_ref: str = None
-    campaign_id: str = None
-    customer_id: str = None
-    template_id: str = None
-    entity_id: str = None
-
-
 Result = namedtuple("Result", "status answer headers events")  # events: outbox ids to push
-
-
-def parse_credentials(header):
-    """(api_key, api_secret) from `Authorization: Custom key:secret`, split at the first colon."""
-    scheme, _, value = (header or "").strip().partition(" ")
-    key, colon, secret = value.strip().partition(":")
-    if scheme.lower() != "custom" or not colon or not key or not secret:
-        raise Failure(401, "Authorization must be `Custom <Vonage API key>:<Vonage API secret>`")
-    if not (key + secret).isascii() or not (key + secret).isprintable() or len(value) > 512:
-        raise Failure(401, "the Vonage API key and secret must be printable ASCII")
-    return key, secret
-
-
-def _optional(body, name, limit=None):
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise Failure(400, f"`{name}` must be a string")
-    value = str(value).strip()
-    if limit and len(value) > limit:
-        raise Failure(400, f"`{name}` must be at most {limit} characters")
-    return value or None
-
-
-def parse_send(body, default_sender, default_country=""):
-    """Validate MoEngage's body (JSON or form fields); raise Failure(400) naming what is wrong.
-    A `to` without its country code is of `default_country` (DEFAULT_COUNTRY)."""
-    if "to" not in body or body["to"] in (None, ""):
-        raise Failure(400, "`to` is required")
-    try:
-        to = phone.normalise(body["to"], default_country)
-    except ValueError as exc:
-        raise Failure(400, str(exc)) from None
-    text = body.get("text")
-    if not isinstance(text, str) or not text:
-        raise Failure(400, "`text` is required and must be a non-empty string")
-    if len(text) > MAX_TEXT:
-        raise Failure(400, f"`text` is {len(text)} characters; Vonage takes at most {MAX_TEXT}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Failure(400, "`text` is not valid Unicode (it holds a lone surrogate)") from None
-    sender = _optional(body, "from", 50) or default_sender
-    if not sender:
-        raise Failure(400, "no sender: give `from` in the body or set VONAGE_FROM")
-    return SendRequest(
-        to=to,
-        text=text,
-        sender=sender,
-        client_ref=_optional(body, "client_ref", MAX_CLIENT_REF),
-        campaign_id=_optional(body, "campaign_id", 500),
-        customer_id=_optional(body, "customer_id", 500),
-        template_id=_optional(body, "template_id", 100),
-        entity_id=_optional(body, "entity_id", 100),
-    )
-
-
-def idempotency_key(pair, req, dedupe_seconds):
-    """(key, window): a client_ref is a key for good; otherwise an identical send (sender,
-    recipient, text, campaign) is one inside the dedupe window. Both hold only for the same
-    API key and secret (`pair`, their keyed hash): a caller with the right key and a wrong
-    secret neither replays nor joins another's send. Hashed: the store holds neither."""
-    if req.client_ref:
-        parts, window = ["ref", pair, req.client_ref], None
-    elif dedupe_seconds > 0:
-        parts, window = (
-            ["dup", pair, req.sender, req.to, req.text, req.campaign_id],
-            dedupe_seconds,
-        )
-    else:
-        return None, None
-    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-    return f"{parts[0]}2:{digest}", window  # "2": keyed by the pair (credentials.legacy_*)
 
 
 def success(message_uuid):
@@ -195,12 +105,12 @@ def decide(services, req, api_key, api_secret, started, early=False):
         # Under a campaign over VONAGE_MAX_RPS most sends are refused: a send nothing is known
         # of is refused before any write, so a 429 need not wait for a commit. The slot itself
         # is still taken just before the call to Vonage, so no write delays a send past it.
-        failure = _rate_refusal(services, api_key, started, early)
-        if failure is not None:
+        refusal = _rate_refusal(services, api_key, started, early)
+        if refusal is not None:
             if not early:  # the loop sums its refusals up in one line a second
-                log_failure(req, failure)
-            observe.sent(services, req, failure.status, failure.answer(), started, api_key=api_key)
-            answer = _answer(failure.status, failure.answer(), failure.retry_after)
+                log_failure(req, refusal)
+            observe.sent(services, req, refusal.status, refusal.answer(), started, api_key=api_key)
+            answer = _answer(refusal.status, refusal.answer(), refusal.retry_after)
             return Decision(answer, pair, key, window, None, ticket)
     if early:
         return None

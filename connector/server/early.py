@@ -19,7 +19,7 @@ import time
 
 from connector import bodies as payload
 from connector.errors import Failure
-from connector.relay import sending
+from connector.relay import send_request, sending
 from connector.store import journal
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ class Answerer:
         Its trail row is parked for the next transaction of any thread."""
         ctx = self.ctx
         try:
-            api_key, api_secret = sending.parse_credentials(fields.get(b"authorization"))
+            api_key, api_secret = send_request.parse_credentials(fields.get(b"authorization"))
             if ctx.limiter.known_wait(api_key, 0.0) is None:
                 return None  # the schedule is not known full: nothing to decide here
             mimetype = (fields.get(b"content-type") or "").partition(";")[0].strip().lower()
-            req = sending.parse_send(
+            req = send_request.parse_send(
                 payload.load_object(body, mimetype),
                 ctx.settings.vonage_from,
                 ctx.settings.default_country,

@@ -12,7 +12,7 @@ from connector import bodies as payload
 from connector.diagnostics import trail
 from connector.diagnostics.probing import PROBING
 from connector.errors import Failure
-from connector.relay.sending import parse_credentials, parse_send
+from connector.relay.send_request import parse_credentials, parse_send
 from connector.store import journal
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from connector import bodies as payload
-from connector.relay import outbox, sending
+from connector.relay import outbox, send_request, sending
 from connector.web.context import run_after_response, services
 
 bp = Blueprint("dispatch", __name__)
@@ -13,9 +13,9 @@ bp = Blueprint("dispatch", __name__)
 @bp.post("/webhooks/message-dispatcher")
 def dispatch():
     ctx = services()
-    api_key, api_secret = sending.parse_credentials(request.headers.get("Authorization"))
+    api_key, api_secret = send_request.parse_credentials(request.headers.get("Authorization"))
     settings = ctx.settings
-    req = sending.parse_send(read_body(), settings.vonage_from, settings.default_country)
+    req = send_request.parse_send(read_body(), settings.vonage_from, settings.default_country)
     result = sending.send(ctx, req, api_key, api_secret)
     if result.events:  # opt-out syncs this send's customer_id made possible
         run_after_response(lambda: outbox.push(ctx, result.events))
