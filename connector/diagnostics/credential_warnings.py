@@ -3,21 +3,10 @@ Account API failing to answer (the sends were 503, the credentials may be right)
 of sends refused before reaching Vonage (made-up or refused pairs). Both apart from the
 `vonage-credentials` warning, which is Vonage refusing a pair."""
 
+from connector.diagnostics import evidence
 from connector.store.refused import REFUSED_FOR
-from connector.utc import iso
 
 FLOOD_MIN = 50  # sends refused before reaching Vonage, within the clearing window, to warn
-
-
-def _warning(code, message, fix, row):
-
-    return {
-        "code": code,
-        "message": message,
-        "fix": fix,
-        "since": iso(row["since"]),
-        "count": row["count"],
-    }
 
 
 def account_api(ctx, rows, now):
@@ -25,7 +14,7 @@ def account_api(ctx, rows, now):
     if not row:
         return []
     return [
-        _warning(
+        evidence.warning(
             "account-api",
             f"{row['count']} checks of a Vonage API key and secret with Vonage's Account API "
             f"failed; last error: {row['detail']['last']}. Those sends were answered 503 and "
@@ -45,7 +34,7 @@ def refused_pairs(ctx, rows, now):
         return []
     minutes = max(row["last_seen"] - row["since"], 60.0) / 60
     return [
-        _warning(
+        evidence.warning(
             "refused-pairs",
             f"{row['count']} sends were refused before reaching Vonage (about "
             f"{row['count'] / minutes:.0f} a minute): their key and secret were refused by "

@@ -14,7 +14,6 @@ from connector import clock, countries
 from connector.clients.moengage_gate import COOL_OFF
 from connector.diagnostics import credential_warnings, destinations, evidence, vonage_errors
 from connector.diagnostics.advice import SIGNATURE_ADVICE, SIGNATURE_CHECKS, VONAGE_ADVICE
-from connector.utc import iso
 
 log = logging.getLogger(__name__)
 CARRIER_MIN = 5  # rejections of one code in one country before they count as a cluster
@@ -26,16 +25,6 @@ PROBING = "probing"  # a note, not a fault: `doctor` still exits 0 for it alone
 
 def signature_check(reason):
     return next((check for prefix, check in SIGNATURE_CHECKS if prefix in reason), "token")
-
-
-def _warning(code, message, fix, row):
-    return {
-        "code": code,
-        "message": message,
-        "fix": fix,
-        "since": iso(row["since"]),
-        "count": row["count"],
-    }
 
 
 def _ago(seconds):
@@ -52,7 +41,7 @@ def send_authorization(ctx, rows, now):
     if not row:
         return []
     return [
-        _warning(
+        evidence.warning(
             "send-authorization",
             f"{row['count']} sends refused with 401 because MoEngage's Authorization header "
             f"is not `Custom <key>:<secret>`; the last one had {row['detail']['form']}.",
@@ -70,7 +59,9 @@ def vonage_credentials(ctx, rows, now):
         row = rows.get(f"vonage:{status}")
         if row:
             found.append(
-                _warning("vonage-credentials", f"{message}: {row['count']} sends.", fix, row)
+                evidence.warning(
+                    "vonage-credentials", f"{message}: {row['count']} sends.", fix, row
+                )
             )
     return found
 
@@ -81,7 +72,9 @@ def webhook_signature(ctx, rows, now):
         if key.startswith("signature:"):
             what, fix = SIGNATURE_ADVICE[key.split(":", 1)[1]]
             found.append(
-                _warning("webhook-signature", f"{row['count']} Vonage webhooks {what}.", fix, row)
+                evidence.warning(
+                    "webhook-signature", f"{row['count']} Vonage webhooks {what}.", fix, row
+                )
             )
     return found
 
@@ -102,7 +95,7 @@ def status_silence(ctx, rows, now):
         return []
     where = settings.status_webhook_url or "(PUBLIC_URL is not set)"
     return [
-        _warning(
+        evidence.warning(
             "no-status-webhooks",
             f"{count}{'+' if count >= SILENT_CAP else ''} sends accepted by Vonage, the first "
             f"{_ago(now - first)} ago, and no "
@@ -151,7 +144,7 @@ def moengage_refusing(ctx, rows, now):
         else "none was tried yet (the sweep is off or has not run: PENDING_SWEEP_SECONDS)."
     )
     return [
-        _warning(
+        evidence.warning(
             "moengage-refusing",
             f"{some} events pending, the oldest {_ago(now - oldest)} old, not accepted by "
             f"MoEngage yet: {refusals}",
@@ -169,7 +162,7 @@ def moengage_unanswered(ctx, rows, now):
     if not row or not _pending(ctx.store):
         return []
     return [
-        _warning(
+        evidence.warning(
             "moengage-unanswered",
             f"MoEngage is not answering within MOENGAGE_TIMEOUT: {row['count']} forwards were "
             f"not tried, so that waiting on it never holds the threads sends need; last: "
@@ -193,7 +186,7 @@ def data_api(ctx, rows, now):
     refused, ok = rows.get("data_api"), rows.get("data_api_ok")
     if refused and not (ok and ok["last_seen"] > refused["last_seen"]):
         found.append(
-            _warning(
+            evidence.warning(
                 "data-api",
                 f"MoEngage's Data API refused {refused['count']} opt-out/opt-in syncs; last "
                 f"answer: {refused['detail']['last']}.",
@@ -206,7 +199,7 @@ def data_api(ctx, rows, now):
     unknown = rows.get("no_customer")
     if unknown:
         found.append(
-            _warning(
+            evidence.warning(
                 "data-api",
                 f"{unknown['count']} opt-outs/opt-ins could not be written to MoEngage: no "
                 "send to those numbers carried a customer_id.",
@@ -230,7 +223,7 @@ def carrier_rejections(ctx, rows, now):
             f"{countries.describe(country)}; `flask --app app report` lists failures by code",
         )
         found.append(
-            _warning(
+            evidence.warning(
                 "carrier-rejections",
                 f"{row['count']} messages to {countries.describe(country)} rejected with Vonage "
                 f"error {code}: {vonage_errors.meaning(code)}.",
@@ -260,7 +253,7 @@ def probing(ctx, rows, now):
     first = min(found.values(), key=lambda row: row["since"])
     total = sum(row["count"] for row in found.values())
     return [
-        _warning(
+        evidence.warning(
             PROBING,
             f"Requests from callers without valid credentials: {'; '.join(parts)}. Probing, "
             "counted apart: it changes no warning above.",
@@ -277,7 +270,7 @@ def wrong_host(ctx, rows, now):
         return []
     detail = row["detail"]
     return [
-        _warning(
+        evidence.warning(
             "wrong-host",
             f"{row['count']} requests arrived for host {detail['host']}, not PUBLIC_URL's "
             f"{detail['expected']}: sends name {detail['expected']} for their status webhooks.",
@@ -310,7 +303,7 @@ def database_locks(ctx, rows, now):
         )
         pids = ", ".join(str(h.pid) for h in wait.holders) or "<pid>"
         found.append(
-            _warning(
+            evidence.warning(
                 "database-lock",
                 f"{ran_out} {'Held by: ' + held + '.' if held else ''}".strip(),
                 "End the holding session's transaction (COMMIT or ROLLBACK where it was "
@@ -329,7 +322,7 @@ def foreign_statuses(ctx, rows, now):
     if not row:
         return []
     return [
-        _warning(
+        evidence.warning(
             "foreign-statuses",
             f"{row['count']} status webhooks were for messages this connector has no send of, "
             f"and were not forwarded to MoEngage; the last one: message_uuid "
@@ -348,7 +341,7 @@ def untranslated_webhooks(ctx, rows, now):
         if key.startswith("untranslated:"):
             route = key.split(":", 1)[1]
             found.append(
-                _warning(
+                evidence.warning(
                     "untranslated-webhooks",
                     f"{row['count']} signed Vonage {route} webhooks were acknowledged but not "
                     f"forwarded: the connector does not translate their form; the last one was "

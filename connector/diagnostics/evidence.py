@@ -12,6 +12,8 @@ import json
 import threading
 import time
 
+from connector.utc import iso
+
 _UPSERT = (
     "INSERT INTO evidence (key, code, count, since, last_seen, detail) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (key) DO UPDATE SET"
@@ -94,4 +96,15 @@ def read(store, since):
             "SELECT key, code, count, since, last_seen, detail FROM evidence WHERE last_seen >= ?",
             (since,),
         )
+    }
+
+
+def warning(code, message, fix, row):
+    """One warning as /health and `doctor` show it, from its evidence row."""
+    return {
+        "code": code,
+        "message": message,
+        "fix": fix,
+        "since": iso(row["since"]),
+        "count": row["count"],
     }
