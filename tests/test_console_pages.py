@@ -111,11 +111,16 @@ def test_opt_outs_list_export_and_opt_in(client, console, moengage):
     no_full_number(confirm)
     store = console.extensions["connector"].store
     assert store.is_opted_out(NUMBER)  # the GET changed nothing
-    done_page = text(client.post(link, data={"csrf": csrf_of(client)}))
+    answer = client.post(link, data={"csrf": csrf_of(client)})
+    done_page = text(answer)
+    answer.close()  # as a server does once the answer is out: the trail row is written then
     assert "opted in" in done_page and not store.is_opted_out(NUMBER)
     assert "No number has opted out" in text(client.get("/console/optouts"))
     by_number = text(client.get(f"/console/messages/{NUMBER}"))
     assert "OPTIN" in by_number and "Reveal" not in by_number
+    history = trace.find(store, NUMBER)["subscription"]["history"]  # as `flask optin` leaves it
+    assert [h["state"] for h in history] == ["OPTOUT", "OPTIN"]
+    assert history[1]["decided_by"] == "by hand"
     no_full_number(by_number)
 
 

@@ -1,7 +1,5 @@
 """`flask optouts` and `optin`: the opted-out numbers, and lifting one by hand."""
 
-import time
-
 import click
 from flask.cli import with_appcontext
 
@@ -11,10 +9,7 @@ from connector.commands.store_access import (
     existing_store,
     store_command,
 )
-from connector.diagnostics import trail
-from connector.relay import outbox
-from connector.relay.optouts import sync_state
-from connector.store import OPTIN, OPTOUT
+from connector.relay.optouts import opt_in, sync_state
 from connector.utc import when
 
 
@@ -57,40 +52,32 @@ def optin_command(number, force):
             param_hint="NUMBER",
         ) from None
     masked = phone.mask(number)
-    stored = ctx.store.subscription(number)
-    if stored is None or stored.state != OPTOUT:
+    done = opt_in(ctx, number, force)
+    if done.outcome == "not opted out":
         click.echo(f"{masked} is not opted out")
         return
-    now = time.time()
-    stamp = now
-    if stored.event_ts > now:  # a later Vonage timestamp wins: only --force outranks it
-        if not force:
-            click.echo(
-                f"{masked} stays opted out: its STOP carries Vonage's timestamp "
-                f"{when(stored.event_ts)}, later than this machine's clock ({when(now)}), and the "
-                "later one wins. Check the clock, or run `optin --force` with the number to "
-                "opt it in anyway"
-            )
-            raise SystemExit(1)
-        stamp = stored.event_ts  # an equal timestamp: the later arrival, this one, wins
-    change = ctx.store.set_subscription(number, OPTIN, stamp, now, ctx.settings.data_api_enabled)
-    if not change.applied:
+    if done.outcome == "later stop":
+        click.echo(
+            f"{masked} stays opted out: its STOP carries Vonage's timestamp "
+            f"{when(done.stop_ts)}, later than this machine's clock ({when(done.now)}), and the "
+            "later one wins. Check the clock, or run `optin --force` with the number to "
+            "opt it in anyway"
+        )
+        raise SystemExit(1)
+    if done.outcome == "newer stop":
         click.echo(f"{masked} stays opted out: a newer opt-out arrived meanwhile")
         raise SystemExit(1)
-    trail.note("subscription", None, None, number, state=OPTIN, by="hand")  # written as it ends
     click.echo(f"{masked} opted in")
-    if not ctx.settings.data_api_enabled:
-        click.echo("MoEngage Data API not configured: nothing synced")
-        return
-    if not change.event_ids:
-        click.echo("no customer_id known for this number: synced when a send names one")
-        return
-    outcomes = set(outbox.push(ctx, change.event_ids).values())
-    if outcomes <= {outbox.SENT, outbox.DONE}:
-        click.echo("synced to MoEngage (moe_sms_subscription = OPTIN)")
-    elif outbox.SUPERSEDED in outcomes:  # a STOP came in meanwhile: MoEngage gets that
-        click.echo("not synced: the number opted out again meanwhile; MoEngage gets OPTOUT")
+    click.echo(SYNC_LINES[done.sync])
+    if done.sync in ("superseded", "pending"):
         raise SystemExit(1)
-    else:
-        click.echo("MoEngage did not accept the sync; it is pending: run `push` later")
-        raise SystemExit(1)
+
+
+# How `optin` tells the sync of an opt-in (relay.optouts.OptIn.sync).
+SYNC_LINES = {
+    "off": "MoEngage Data API not configured: nothing synced",
+    "no customer": "no customer_id known for this number: synced when a send names one",
+    "synced": "synced to MoEngage (moe_sms_subscription = OPTIN)",
+    "superseded": "not synced: the number opted out again meanwhile; MoEngage gets OPTOUT",
+    "pending": "MoEngage did not accept the sync; it is pending: run `push` later",
+}

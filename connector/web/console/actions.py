@@ -11,10 +11,10 @@ from dataclasses import fields
 
 from connector import phone
 from connector.diagnostics import doctor
-from connector.relay import outbox
+from connector.relay import optouts, outbox
 from connector.relay.optouts import sync_state as describe_sync
 from connector.settings import SETTINGS
-from connector.store import OPTIN, OPTOUT, describe
+from connector.store import OPTOUT, describe
 from connector.store import tally as console_tally
 from connector.version import __version__
 from connector.web.console import auth as console_auth
@@ -54,33 +54,29 @@ def resolve(ctx, reference):
 
 
 def opt_in(ctx, number, force=False):
-    """What `flask optin` does: (ok, what happened). A STOP stamped later than this machine's
-    clock wins unless `force`."""
+    """What `flask optin` does (relay.optouts.opt_in): (ok, what happened)."""
     masked = phone.mask(number)
-    stored = ctx.store.subscription(number)
-    if stored is None or stored[0] != OPTOUT:
+    done = optouts.opt_in(ctx, number, force)
+    if done.outcome == "not opted out":
         return True, f"{masked} is not opted out"
-    now = stamp = time.time()
-    if stored[1] > now:
-        if not force:
-            return False, (
-                f"{masked} stays opted out: its STOP carries a Vonage timestamp later than this "
-                "machine's clock, and the later one wins. Check the clock, or tick "
-                "'Opt in anyway'."
-            )
-        stamp = stored[1]
-    applied, event_ids = ctx.store.set_subscription(
-        number, OPTIN, stamp, now, ctx.settings.data_api_enabled
-    )
-    if not applied:
+    if done.outcome == "later stop":
+        return False, (
+            f"{masked} stays opted out: its STOP carries a Vonage timestamp later than this "
+            "machine's clock, and the later one wins. Check the clock, or tick "
+            "'Opt in anyway'."
+        )
+    if done.outcome == "newer stop":
         return False, f"{masked} stays opted out: a newer opt-out arrived meanwhile"
-    if not ctx.settings.data_api_enabled:
-        return True, f"{masked} opted in. MoEngage Data API not configured: nothing synced"
-    if not event_ids:
-        return True, f"{masked} opted in; no customer_id known: synced when a send names one"
-    if all(o in outbox.DELIVERED for o in outbox.push(ctx, event_ids).values()):
-        return True, f"{masked} opted in and synced to MoEngage (moe_sms_subscription = OPTIN)"
-    return False, f"{masked} opted in; MoEngage did not accept the sync, it is pending"
+    return done.sync in ("off", "no customer", "synced"), f"{masked} opted in; {SYNC[done.sync]}"
+
+
+SYNC = {
+    "off": "MoEngage Data API not configured: nothing synced",
+    "no customer": "no customer_id known: synced when a send names one",
+    "synced": "synced to MoEngage (moe_sms_subscription = OPTIN)",
+    "superseded": "not synced: the number opted out again meanwhile; MoEngage gets OPTOUT",
+    "pending": "MoEngage did not accept the sync, it is pending",
+}
 
 
 def push(ctx, budget=PUSH_BUDGET):
