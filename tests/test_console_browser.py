@@ -34,8 +34,8 @@ pytestmark = pytest.mark.skipif(
     not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)),
     reason=f"no browser: install Debian's chromium and chromium-driver ({CHROMIUM}, {DRIVER})",
 )
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 
@@ -117,9 +117,20 @@ def _post(server, path, body):
 
 # -- helpers --------------------------------------------------------------------------------
 def follow(browser, element):
-    """Click, and wait for the next page to replace this one."""
+    """Click, and wait for the next page to replace this one and finish loading.
+
+    The old page is marked and the wait is for a loaded document without the mark: selenium's
+    staleness_of can raise chromium's "Node with given id does not belong to the document" (a
+    plain WebDriverException) when it asks about the old element mid-navigation."""
+    browser.execute_script("document.documentElement.dataset.leaving = '1'")
     element.click()
-    WebDriverWait(browser, 20).until(staleness_of(element))
+    WebDriverWait(browser, 20, ignored_exceptions=[WebDriverException]).until(_next_page_loaded)
+
+
+def _next_page_loaded(browser):
+    return browser.execute_script(
+        "return document.readyState === 'complete' && !document.documentElement.dataset.leaving"
+    )
 
 
 def button(browser, label):
