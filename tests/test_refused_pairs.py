@@ -110,6 +110,29 @@ def test_one_refused_pair_is_checked_once_and_traced_once_a_minute(make_app, von
     assert count(store, "SELECT count(*) FROM trail WHERE stage = 'send'") == 2
 
 
+def test_a_check_that_ends_just_before_a_send_takes_the_lead_is_not_asked_again(
+    make_app, vonage, monkeypatch
+):
+    """The window between a send's look at the store and its taking the lead: another send's
+    whole check of the same pair (asked, refused, remembered, done) runs in it here."""
+    app = make_app()
+    opted_out(app)
+    checks = app.extensions["connector"].pair_checks
+    wrong = {"Authorization": f"Custom {API_KEY}:not-the-secret"}
+    lead, raced = checks.lead, []
+
+    def lead_after_another_check(pair, deadline):
+        if not raced:
+            raced.append(pair)
+            assert post(app, wrong).status_code == 401  # the other send, start to end
+        return lead(pair, deadline)
+
+    monkeypatch.setattr(checks, "lead", lead_after_another_check)
+    answer = post(app, wrong)
+    assert raced and answer.status_code == 401
+    assert len(vonage.balance_checks()) == 1  # the other send's check only
+
+
 def test_a_refused_pair_is_known_to_every_instance_for_ten_minutes(make_app, vonage):
     first, second = make_app(), make_app()  # two instances (or workers) on one database
     store = opted_out(first)

@@ -163,12 +163,27 @@ def _lead(services, pair, deadline):
     """True when this send is to check `pair`; False once it is known good. Raises the
     remembered refusal, or NotChecked when another send's check outlasts `deadline`."""
     while True:
-        now = time.time()
-        if services.accepted_pairs.known(services.store, pair, now):
+        if _settled(services, pair):
             return False
-        remembered_refusal(services, pair, now)
         if services.pair_checks.lead(pair, deadline):
+            break
+    try:  # another send's whole check may have run between the look above and the lead
+        if not _settled(services, pair):
             return True
+    except BaseException:
+        services.pair_checks.done(pair)
+        raise
+    services.pair_checks.done(pair)
+    return False
+
+
+def _settled(services, pair):
+    """True when `pair` is known good; raises its remembered refusal; False when unknown."""
+    now = time.time()
+    if services.accepted_pairs.known(services.store, pair, now):
+        return True
+    remembered_refusal(services, pair, now)
+    return False
 
 
 def _ask_account_api(services, api_key, api_secret, pair, deadline):
