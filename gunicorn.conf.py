@@ -6,12 +6,12 @@ GUNICORN_REUSE_PORT, GUNICORN_TIMEOUT, GUNICORN_GRACEFUL_TIMEOUT, GUNICORN_KEEPA
 
 import os
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 # `.env` is read as the app reads it (connector/settings.py: python-dotenv, the environment
 # winning over the file), so PORT, WEB_CONCURRENCY and GUNICORN_THREADS there mean the same
 # to gunicorn as to the app.
-load_dotenv()
+load_dotenv(find_dotenv(usecwd=True))
 # Every value below is read through the declarations in connector/settings.py: a bad one (here
 # or for the app) stops the start in the master, with the variable and what it allows.
 from connector.settings import load_or_exit

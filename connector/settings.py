@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 from connector.setting_schema import Setting, SettingError
 
@@ -314,7 +314,9 @@ def load_settings(
     `lenient`, in `Settings.rejected`: building the app for `flask --help` or `rehearse`
     (which read no setting) must not fail on a setting they do not use."""
     if environ is None:
-        load_dotenv()
+        # The working directory's `.env` (docs/settings.md), whoever runs this: without
+        # usecwd, python-dotenv looks beside the calling file unless __main__ has no file.
+        load_dotenv(find_dotenv(usecwd=True))
         environ = os.environ
     overrides = overrides or {}
     unknown = set(overrides) - _DECLARED

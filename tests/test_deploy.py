@@ -152,10 +152,19 @@ def test_the_app_or_gunicorn_reads_each_setting_with_the_readmes_default(var, mo
     )
 
 
+def test_the_app_reads_the_working_directorys_dotenv(tmp_path, monkeypatch):
+    """Whatever runs it (gunicorn, flask, pytest-xdist's workers, whose __main__ has no file)."""
+    (tmp_path / ".env").write_text("VONAGE_FROM=FromDotenv\n")
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SETTINGS})
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().vonage_from == "FromDotenv"
+
+
 def test_gunicorn_reads_dotenv_as_the_app_does(tmp_path, monkeypatch):
     (tmp_path / "gunicorn.conf.py").write_text((ROOT / "gunicorn.conf.py").read_text())
     (tmp_path / ".env").write_text("PORT=1234\nWEB_CONCURRENCY=3\nGUNICORN_THREADS=5\n")
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SETTINGS})
+    monkeypatch.chdir(tmp_path)  # `.env` is the working directory's, as docs/settings.md says
     os.environ["GUNICORN_THREADS"] = "7"  # the environment wins over .env, as in the app
     values = runpy.run_path(str(tmp_path / "gunicorn.conf.py"))
     assert (values["bind"].rsplit(":", 1)[1], values["workers"], values["threads"]) == (
