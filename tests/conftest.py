@@ -5,6 +5,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pgtest
 import pytest
@@ -17,6 +18,36 @@ from connector.store import StoreUnavailable, open_store
 
 SIGNATURE_SECRET = "sig-secret-" + "0123456789abcdef" * 3 + "0123456789ab0"
 AUTH = {"Authorization": f"Custom {API_KEY}:{API_SECRET}"}
+
+
+# Modules that load the machine (many threads, gunicorn workers, a browser) and assert time
+# bounds. pyproject runs the suite on 2 pytest-xdist workers; these run one after another on one
+# of them, so two never overlap on 2 cores. Every other module goes whole to one worker, so a
+# module-scoped gunicorn or browser starts once and its tests keep their order.
+UNDER_LOAD = {
+    "test_console_browser",
+    "test_moengage_gate",
+    "test_outbox",
+    "test_pg_outage",
+    "test_ratelimit",
+    "test_refused_pairs",
+    "test_scaleout",
+    "test_server",
+    "test_status_order",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadscope, its scopes being the module, or "under-load" for UNDER_LOAD's. (Its
+    loadgroup would say this with marks, but it does not group under pytest 9.2.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return "under-load" if Path(module).stem in UNDER_LOAD else module
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")
