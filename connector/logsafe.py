@@ -11,6 +11,7 @@ belong to whoever runs the app. Only records of the connector's own loggers are 
 
 import logging
 import re
+import traceback
 
 PREFIX = "connector"
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what a terminal or a
@@ -41,9 +42,44 @@ def _safe(value):
     return escape(text) if _CONTROL.search(text) else text
 
 
+class _EscapedMessage(traceback.TracebackException):
+    """A traceback whose exception messages are escaped, line by line as they are written."""
+
+    def format_exception_only(self, *args, **kwargs):
+        for line in super().format_exception_only(*args, **kwargs):
+            yield escape(line.rstrip("\n")) + "\n"
+
+
+def _chain(exception, seen):
+    """`exception` (a TracebackException) and every one it was raised from, during or with."""
+    if exception is None or id(exception) in seen:
+        return
+    seen.add(id(exception))
+    yield exception
+    yield from _chain(exception.__cause__, seen)
+    yield from _chain(exception.__context__, seen)
+    for member in getattr(exception, "exceptions", None) or ():
+        yield from _chain(member, seen)
+
+
+def _traceback(exc_info):
+    """The traceback as logging.Formatter writes it, each exception's message escaped: the
+    code's lines are the connector's own, but a message may quote a caller's value (a database
+    error naming a key, a parser quoting its input)."""
+    formatted = traceback.TracebackException(*exc_info, compact=True)
+    for exception in _chain(formatted, set()):
+        exception.__class__ = _EscapedMessage  # the chain's links are built as the base class
+    return "".join(formatted.format()).rstrip("\n")
+
+
 def _escaped(record):
     if isinstance(record.msg, str) and _CONTROL.search(record.msg):
         record.msg = escape(record.msg)  # a message built with an f-string
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        try:  # kept as the record's exc_text, which formatters use as it is
+            record.exc_text = _traceback(record.exc_info)
+        except Exception:  # noqa: BLE001 - a log call must never raise; written plain then
+            record.exc_text = None
     args = record.args
     if isinstance(args, dict):
         record.args = {key: _safe(value) for key, value in args.items()}

@@ -10,7 +10,7 @@ import pytest
 from conftest import AUTH, inbound_body, send, status_body, webhook
 
 from connector import LOG_FORMAT
-from connector.logsafe import escape
+from connector.logsafe import escape, install
 
 # CR and LF (a whole forged line, timestamp and all), the other C0 controls, DEL, C1 (NEL),
 # the Unicode line separator, and ESC sequences (colours, cursor moves). NUL is not among them:
@@ -80,3 +80,26 @@ def test_signed_webhooks_cannot_write_log_lines(client, moengage, log_lines):
     text, records = log_lines()
     assert text.count("x\\r\\n2026-01-01") >= 5
     assert_one_line_per_record(text, records)
+
+
+def test_a_logged_exception_quoting_a_caller_writes_no_line_of_its_own(log_lines):
+    """An exception's message may quote a caller's value (a database error naming a key): its
+    traceback keeps its own lines, and the quoted value, in the message and in the exception it
+    was raised from, is escaped."""
+    install()  # as create_app does
+    log = logging.getLogger("connector.relay.sending")
+    try:
+        try:
+            raise RuntimeError(EVIL)
+        except RuntimeError as cause:
+            raise ValueError(f"duplicate key ({EVIL})") from cause
+    except ValueError:
+        log.exception("could not record a send")
+    text, _ = log_lines()
+    lines = text.splitlines()
+    assert LINE_START.match(lines[0]) and lines[0].endswith("could not record a send")
+    assert not any(LINE_START.match(line) for line in lines[1:])  # no forged record
+    assert sum("x\\r\\n2026-01-01" in line for line in lines) == 2  # both messages, escaped
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert any(line.startswith("ValueError: duplicate key (x\\r\\n") for line in lines)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", text)
