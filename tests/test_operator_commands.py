@@ -243,9 +243,9 @@ def test_moengage_refusing_counts_events_not_attempts(make_app, moengage):
 def test_push_reads_the_backlog_page_by_page_and_stops_at_what_was_pending(
     app, moengage, monkeypatch
 ):
-    from connector.commands import events
+    from connector.relay import outbox
 
-    monkeypatch.setattr(events, "PUSH_PAGE", 2)
+    monkeypatch.setattr(outbox, "PUSH_PAGE", 2)
     pend(store_of(app), 5)
     result = app.test_cli_runner().invoke(args=["push"])
     assert result.exit_code == 0, result.output

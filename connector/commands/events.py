@@ -24,7 +24,6 @@ def require(*variables):
         raise click.ClickException("; ".join(found))
 
 
-PUSH_PAGE = 500  # events `push` reads at a time
 PENDING_LIST = 1000  # events `pending` lists; it counts them all
 
 
@@ -54,19 +53,14 @@ def push_command():
     require("MOENGAGE_DELIVERY_URL")
     ctx = services()
     store = existing_store()
-    counts = dict.fromkeys((outbox.SENT, outbox.SUPERSEDED, outbox.DONE, outbox.BUSY), 0)
-    failed_in_a_row = 0
-    for event in _pending_at_start(store):
-        outcome = outbox.forward(ctx, event.id)
-        _report_push(store, event, outcome)
-        counts[outcome] = counts.get(outcome, 0) + 1
-        failed_in_a_row = failed_in_a_row + 1 if outcome in (outbox.FAILED, outbox.SHED) else 0
-        if failed_in_a_row >= outbox.SWEEP_GIVE_UP:
-            click.echo(
-                f"stopped after {failed_in_a_row} failures in a row: MoEngage is not accepting "
-                "events; run push again once it is back"
-            )
-            break
+    counts, gave_up = outbox.push_pending(
+        ctx, each=lambda event, outcome: _report_push(store, event, outcome)
+    )
+    if gave_up:
+        click.echo(
+            f"stopped after {outbox.SWEEP_GIVE_UP} failures in a row: MoEngage is not "
+            "accepting events; run push again once it is back"
+        )
     left = store.count_pending()  # whoever forwarded them: this push, the sweep, redeliveries
     dropped = counts[outbox.SUPERSEDED]
     meanwhile = counts[outbox.DONE]
@@ -75,16 +69,8 @@ def push_command():
         + (f", {dropped} dropped as superseded" if dropped else "")
         + (f", {meanwhile} forwarded meanwhile by the connector itself" if meanwhile else "")
     )
-    if left or failed_in_a_row >= outbox.SWEEP_GIVE_UP:
+    if left or gave_up:
         raise SystemExit(1)
-
-
-def _pending_at_start(store):
-    """The events pending when `push` started, oldest first, read a page at a time."""
-    upto, after = store.last_event_id(), 0
-    while page := store.pending_listing(PUSH_PAGE, after=after, upto=upto):
-        yield from page
-        after = page[-1].id
 
 
 def _report_push(store, event, outcome):

@@ -7,6 +7,7 @@ MoEngage has every one of its events, never because another worker holds a lease
 """
 
 import logging
+import math
 import os
 import threading
 import time
@@ -37,7 +38,8 @@ LEASE_MARGIN = 1.0
 SWEEP_TASK = "outbox-sweep"
 SWEEP_BATCH = 200
 SWEEP_BUDGET = 300.0  # seconds one sweep may run; others join it once the next turn is due
-SWEEP_GIVE_UP = 3  # failures in a row that end a sweep
+SWEEP_GIVE_UP = 3  # failures in a row that end a sweep (and an operator's push)
+PUSH_PAGE = 500  # events an operator's push reads at a time
 
 
 def lease_seconds(settings):
@@ -125,6 +127,36 @@ def post(services, lease):
 def push(services, event_ids, wait=0.0):
     """Forward the given events; {event_id: outcome}."""
     return {event_id: forward(services, event_id, wait) for event_id in event_ids}
+
+
+def push_pending(services, each=None, deadline=math.inf):
+    """Forward every event pending now, oldest first, as an operator asks (`flask push`, the
+    console's "Push now"); events that come meanwhile are the sweep's. Stops after
+    SWEEP_GIVE_UP failures in a row (MoEngage is still down, as the sweep does) or at
+    `deadline` (monotonic). `each(event, outcome)` is called as each outcome is known.
+
+    Returns ({outcome: count}, gave_up)."""
+    counts = dict.fromkeys((SENT, SUPERSEDED, DONE, BUSY, FAILED, SHED), 0)
+    failed_in_a_row = 0
+    for event in pending_at_start(services.store):
+        if time.monotonic() >= deadline:
+            break
+        outcome = forward(services, event.id)
+        counts[outcome] += 1
+        if each is not None:
+            each(event, outcome)
+        failed_in_a_row = failed_in_a_row + 1 if outcome in (FAILED, SHED) else 0
+        if failed_in_a_row >= SWEEP_GIVE_UP:
+            return counts, True
+    return counts, False
+
+
+def pending_at_start(store):
+    """The events pending now, oldest first, read PUSH_PAGE at a time."""
+    upto, after = store.last_event_id(), 0
+    while page := store.pending_listing(PUSH_PAGE, after=after, upto=upto):
+        yield from page
+        after = page[-1].id
 
 
 def sweep(services, budget=SWEEP_BUDGET):

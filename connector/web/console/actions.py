@@ -80,21 +80,11 @@ SYNC = {
 
 
 def push(ctx, budget=PUSH_BUDGET):
-    """What `flask push` does, within `budget` seconds and stopping after SWEEP_GIVE_UP
-    refusals in a row (MoEngage down): {outcome: count} and how many were not tried."""
-    ids = [row[0] for row in ctx.store.pending_events(limit=ctx.store.count_pending())]
-    counts = dict.fromkeys(
-        (outbox.SENT, outbox.SUPERSEDED, outbox.DONE, outbox.BUSY, outbox.FAILED, outbox.SHED), 0
-    )
-    deadline, in_a_row, tried = time.monotonic() + budget, 0, 0
-    for event_id in ids:
-        if time.monotonic() >= deadline or in_a_row >= outbox.SWEEP_GIVE_UP:
-            break
-        outcome = outbox.forward(ctx, event_id)
-        counts[outcome] += 1
-        tried += 1
-        in_a_row = in_a_row + 1 if outcome in (outbox.FAILED, outbox.SHED) else 0
-    return {"counts": counts, "untried": len(ids) - tried, "found": len(ids)}
+    """What `flask push` does, within `budget` seconds: {outcome: count}, how many were found
+    pending and how many of those were not tried."""
+    found = ctx.store.count_pending()
+    counts, _ = outbox.push_pending(ctx, deadline=time.monotonic() + budget)
+    return {"counts": counts, "untried": max(0, found - sum(counts.values())), "found": found}
 
 
 # -- health ---------------------------------------------------------------------------------
